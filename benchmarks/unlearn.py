@@ -1,0 +1,109 @@
+"""Unlearning benchmark: original, then every method on random forgetting, evaluated against retrain.
+
+    python benchmarks/unlearn.py --preset cifar10-cpu-sub --data-root ~/data/cifar10 --seeds 1
+
+Writes ``benchmarks/results/unlearn-<preset>.json`` after every finished part (a long run that is
+stopped keeps what finished) and prints a markdown table per seed and the mean ± std over seeds.
+The original model of each seed is cached in ``--work-dir`` and reused by every method.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# This file shares its name with the `unlearn` package: keep its own folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from dcu.checkpoint import versions  # noqa: E402
+from dcu.io import atomic_write_json, atomic_write_text
+from dcu.pipeline import compare, table
+from dcu.progress import set_quiet
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ("retain_acc", "forget_acc", "test_acc", "mia", "indiscernibility", "online_seconds", "rte")
+
+
+def _value(row, column):
+    if column == "mia":
+        return row["mia"]["loss_lr"]["headline"]
+    return row.get(column)
+
+
+def summarise(runs):
+    """Mean and std over seeds per method and column."""
+    out = {}
+    methods = [m for m in runs[0]["methods"]] if runs else []
+    for method in methods:
+        out[method] = {}
+        for column in COLUMNS:
+            values = [_value(r["methods"][method], column) for r in runs if method in r["methods"]]
+            values = [v for v in values if v is not None]
+            if values:
+                out[method][column] = {"mean": statistics.fmean(values),
+                                       "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    return out
+
+
+def summary_table(summary):
+    head = "| method | " + " | ".join(COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS) + "\n"
+    lines = []
+    for method, cols in summary.items():
+        cells = []
+        for column in COLUMNS:
+            if column not in cols:
+                cells.append("")
+                continue
+            scale = 1 if column in ("online_seconds", "rte") else 100
+            cells.append(f"{scale * cols[column]['mean']:.2f} ± {scale * cols[column]['std']:.2f}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cifar10-cpu-sub")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--methods", default="retrain,finetune,dcu")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--work-dir", default="runs/benchmarks", help="where original models are cached")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/unlearn-<preset>.json)")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                        help="override a method setting, e.g. dcu.epochs=6")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    set_quiet(args.quiet)
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        method, setting = key.split(".", 1)
+        overrides.setdefault(method, {})[setting] = json.loads(value)
+    out = Path(args.out) if args.out else RESULTS / f"unlearn-{args.preset}.json"
+    report = {"benchmark": "unlearn", "preset": args.preset, "versions": versions(), "command": " ".join(sys.argv),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "overrides": overrides, "runs": []}
+
+    def write(partial=None):
+        runs = report["runs"] + ([partial] if partial is not None else [])
+        atomic_write_json({**report, "runs": runs, "summary": summarise([r for r in runs if r["methods"]])}, out)
+
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        result = compare(args.preset, seed=seed, methods=args.methods.split(","), data_root=args.data_root,
+                         work_dir=args.work_dir, on_update=write, method_overrides=overrides)
+        report["runs"].append(result)
+        write()
+        print(f"\n## {args.preset}, seed {seed}\n\n{table(result)}\n", flush=True)
+    summary = summarise(report["runs"])
+    text = summary_table(summary)
+    print(f"\n## {args.preset}: mean ± std over {len(report['runs'])} seed(s)\n\n{text}\n")
+    atomic_write_text(text + "\n", out.with_suffix(".md"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The ``CondensedSet`` artifact, the ``Condenser`` interface and the condensation registry.
+
+A condensed set holds synthetic images and labels and, for each image, the *bucket* of training ids it
+summarises (one id for a coreset image, a K-means cluster for ``fdm``, a whole class for ``dm``).
+``refresh(forget_ids, retain)`` re-makes every image whose bucket holds a forget id from the bucket's
+remaining members, or drops it when none remain, so no synthetic image depends on a forgotten sample.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from dcu.data import DatasetSplits, ImageSet
+from dcu.io import ArtifactError, atomic_save, ids_hash, safe_load
+from dcu.registry import Registry
+
+CONDENSERS = Registry("condensation method")
+FORMAT = "dcu-condensed"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CondensedSet:
+    images: torch.Tensor                 # (K, C, H, W), normalised like the source dataset
+    labels: torch.Tensor                 # (K,)
+    image_bucket: torch.Tensor           # (K,) the bucket each image summarises
+    members: torch.Tensor                # (M,) training ids that buckets hold
+    member_bucket: torch.Tensor          # (M,) the bucket of each member
+    method: str
+    config: Dict[str, Any]
+    source: Dict[str, Any]               # dataset, num_train, id-set hash, model hash, classes, normalisation
+    member_state: Dict[str, torch.Tensor] = field(default_factory=dict)  # per-member rows, dropped with members
+    bucket_state: Dict[str, torch.Tensor] = field(default_factory=dict)  # per-bucket rows
+    state: Dict[str, Any] = field(default_factory=dict)                  # method-specific (e.g. its extractor)
+    history: List[Dict[str, Any]] = field(default_factory=list)          # refreshes applied, oldest first
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def as_imageset(self) -> ImageSet:
+        """The synthetic images as a training set (ids -1, -2, ... : they are no training samples)."""
+        return ImageSet(self.images, self.labels, -1 - torch.arange(len(self.labels)))
+
+    def buckets_with(self, ids: torch.Tensor) -> torch.Tensor:
+        hit = torch.isin(self.members, torch.as_tensor(ids, dtype=torch.long))
+        return torch.unique(self.member_bucket[hit])
+
+    def bucket_members(self, bucket: int) -> torch.Tensor:
+        return self.members[self.member_bucket == bucket]
+
+    def refresh(self, forget_ids: torch.Tensor, retain: ImageSet, forget: Optional[ImageSet] = None
+                ) -> "CondensedSet":
+        """A new set in which no image depends on a forget id (this one is left as it is).
+
+        ``retain`` must hold the remaining members (the retain set does); ``forget``, when given, lets a
+        method update bucket statistics from the forgotten samples alone instead of recomputing them.
+        """
+        start = time.perf_counter()
+        forget_ids = torch.as_tensor(forget_ids, dtype=torch.long)
+        affected = self.buckets_with(forget_ids)
+        keep = ~torch.isin(self.members, forget_ids)
+        new = CondensedSet(
+            images=self.images.clone(), labels=self.labels.clone(), image_bucket=self.image_bucket.clone(),
+            members=self.members[keep], member_bucket=self.member_bucket[keep], method=self.method,
+            config=dict(self.config), source=dict(self.source),
+            member_state={k: v[keep] for k, v in self.member_state.items()},
+            bucket_state={k: v.clone() for k, v in self.bucket_state.items()},
+            state=self.state, history=list(self.history), timings=dict(self.timings),
+        )
+        emptied = affected[~torch.isin(affected, new.member_bucket)]
+        remade = affected[torch.isin(affected, new.member_bucket)]
+        if len(remade):
+            condenser = get_condenser(self.method, **self.config)
+            rows = torch.isin(new.image_bucket, remade)
+            new.images[rows] = condenser.remake(new, remade, retain, forget, old=self, forget_ids=forget_ids)
+        if len(emptied):
+            keep_images = ~torch.isin(new.image_bucket, emptied)
+            new.images, new.labels = new.images[keep_images], new.labels[keep_images]
+            new.image_bucket = new.image_bucket[keep_images]
+        seconds = time.perf_counter() - start
+        new.history.append({"forget_hash": ids_hash(forget_ids), "forget_count": int(len(forget_ids)),
+                            "buckets_remade": int(len(remade)), "buckets_dropped": int(len(emptied)),
+                            "images_after": int(len(new.labels)), "seconds": seconds})
+        return new
+
+    # --- I/O --------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        payload = {"format": FORMAT, "format_version": FORMAT_VERSION}
+        payload.update({f.name: getattr(self, f.name) for f in fields(self)})
+        atomic_save(payload, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CondensedSet":
+        payload = safe_load(path, what="dcu condensed set")
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ArtifactError(f"{path} is not a dcu condensed set; make one with `dcu condense`.")
+        return cls(**{f.name: payload[f.name] for f in fields(cls)})
+
+    def check_fits(self, splits: DatasetSplits, path: Optional[str] = None) -> None:
+        where = f"{path}: " if path else ""
+        src = self.source
+        if src.get("dataset") != splits.name or src.get("num_train") != splits.num_ids:
+            raise ArtifactError(
+                f"{where}the condensed set was made from {src.get('dataset')} with {src.get('num_train')} training "
+                f"samples, not {splits.name} with {splits.num_ids}."
+            )
+        if list(self.images.shape[1:]) != list(splits.input_shape):
+            raise ArtifactError(f"{where}images of shape {tuple(self.images.shape[1:])} do not fit {splits.input_shape}.")
+
+
+@dataclass
+class CondenseConfig:
+    """Settings every method shares; a method's config subclasses this."""
+
+    ipc: int = 10       # images per class
+    seed: int = 0
+
+
+class Condenser:
+    """Base class: a method implements ``build`` (and ``remake`` when its buckets hold several ids)."""
+
+    name: str = ""
+    Config = CondenseConfig
+    needs_model: bool = False
+
+    def __init__(self, cfg: Optional[CondenseConfig] = None, **kwargs: Any):
+        self.cfg = cfg if cfg is not None else self.Config(**kwargs)
+
+    def condense(self, splits: DatasetSplits, model: Optional[nn.Module] = None, model_hash: str = "") -> CondensedSet:
+        if self.needs_model and model is None:
+            raise ValueError(f"Condensation method '{self.name}' needs a trained model (--model original.pt).")
+        train = splits.train
+        if self.cfg.ipc < 1:
+            raise ValueError(f"ipc (images per class) must be at least 1. Got {self.cfg.ipc}.")
+        counts = torch.bincount(train.labels, minlength=splits.num_classes)
+        if int(counts.min()) < self.cfg.ipc:
+            raise ValueError(f"ipc={self.cfg.ipc} but class {int(counts.argmin())} has only {int(counts.min())} images.")
+        torch.manual_seed(self.cfg.seed)
+        start = time.perf_counter()
+        cset = self.build(train, splits.num_classes, model)
+        cset.method, cset.config = self.name, asdict(self.cfg)
+        cset.source = {"dataset": splits.name, "num_train": splits.num_ids, "train_ids_hash": ids_hash(train.ids),
+                       "model_hash": model_hash, "classes": list(splits.classes), "mean": list(splits.mean),
+                       "std": list(splits.std), "input_shape": list(splits.input_shape)}
+        cset.timings["condense_seconds"] = time.perf_counter() - start
+        return cset
+
+    def build(self, train: ImageSet, num_classes: int, model: Optional[nn.Module]) -> CondensedSet:
+        raise NotImplementedError
+
+    def remake(self, cset: CondensedSet, buckets: torch.Tensor, retain: ImageSet, forget: Optional[ImageSet], *,
+               old: CondensedSet, forget_ids: torch.Tensor) -> torch.Tensor:
+        """New images for the images of ``buckets`` (in their order in ``cset``), from remaining members only."""
+        raise NotImplementedError(f"Condensation method '{self.name}' cannot re-make a bucket.")
+
+
+def new_set(images, labels, image_bucket, members, member_bucket, **extra) -> CondensedSet:
+    return CondensedSet(images=images, labels=labels, image_bucket=image_bucket, members=members,
+                        member_bucket=member_bucket, method="", config={}, source={}, **extra)
+
+
+def register_condenser(cls):
+    CONDENSERS.register(cls.name)(cls)
+    return cls
+
+
+def get_condenser(name: str, **cfg: Any) -> Condenser:
+    cls = CONDENSERS.get(name)
+    known = {f.name for f in fields(cls.Config)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {unknown} for condensation method '{name}'. Valid: {sorted(known)}.")
+    return cls(**cfg)
+
+
+def list_condensers() -> List[str]:
+    return CONDENSERS.names()
+
+
+def load_condensed(path: str | os.PathLike) -> CondensedSet:
+    return CondensedSet.load(path)
+
+
+def class_positions(labels: torch.Tensor, num_classes: int) -> List[torch.Tensor]:
+    return [torch.nonzero(labels == c).flatten() for c in range(num_classes)]

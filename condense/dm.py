@@ -1,0 +1,88 @@
+"""Distribution matching (Zhao & Bilen, "Dataset Condensation with Distribution Matching", WACV 2023;
+reference code VICO-UoE/DatasetCondensation ``main_DM.py``).
+
+Each iteration samples a freshly initialised ConvNet, embeds a real batch and the synthetic images of
+every class, and moves the synthetic pixels (SGD, lr 1, momentum 0.5) to match the per-class mean
+embeddings. The classes are batched into one forward pass: the ConvNet's instance norm works per image,
+so this is the same objective as the reference's per-class loop. Images start from real ones. A DM image
+summarises its whole class, so a refresh re-runs DM on the class's remaining members.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+
+from dcu.models import create_model
+from dcu.progress import progress
+
+from .base import CondenseConfig, Condenser, class_positions, new_set, register_condenser
+
+
+@dataclass
+class DMConfig(CondenseConfig):
+    iterations: int = 1000      # reference: 20,000 on a GPU
+    lr_img: float = 1.0         # reference lr_img for DM
+    momentum: float = 0.5       # reference
+    batch_real: int = 256       # real images per class per iteration (reference)
+    net_width: int = 128        # the randomly initialised ConvNet's width and depth (reference ConvNet)
+    net_depth: int = 3
+
+
+@register_condenser
+class DistributionMatching(Condenser):
+    name = "dm"
+    Config = DMConfig
+
+    def _match(self, images: torch.Tensor, labels: torch.Tensor, pools: List[torch.Tensor], classes: List[int],
+               syn: torch.Tensor, syn_labels: torch.Tensor, seed: int, desc: str) -> torch.Tensor:
+        """Optimise ``syn`` (for ``classes``) against real images ``images[pools[i]]`` of ``classes[i]``."""
+        cfg = self.cfg
+        syn = syn.clone().requires_grad_(True)
+        optimizer = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum)
+        gen = torch.Generator().manual_seed(seed)
+        in_ch, size = images.shape[1], images.shape[2]
+        slot = {c: i for i, c in enumerate(classes)}
+        syn_group = torch.tensor([slot[int(c)] for c in syn_labels])
+        syn_count = torch.bincount(syn_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
+        bar = progress(range(cfg.iterations), desc=desc, unit="it")
+        for _ in bar:
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+            net = create_model("convnet", in_channels=in_ch, num_classes=1, image_size=size, width=cfg.net_width,
+                               depth=cfg.net_depth)
+            net.requires_grad_(False)
+            picks = [pool[torch.randperm(len(pool), generator=gen)[: cfg.batch_real]] for pool in pools]
+            real = images[torch.cat(picks)]
+            real_group = torch.cat([torch.full((len(p),), i) for i, p in enumerate(picks)])
+            with torch.no_grad():
+                emb_real = net.forward_features(real)
+            mean_real = torch.zeros(len(classes), emb_real.shape[1]).index_add_(0, real_group, emb_real)
+            mean_real /= torch.bincount(real_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
+            emb_syn = net.forward_features(syn)
+            mean_syn = torch.zeros(len(classes), emb_syn.shape[1]).index_add(0, syn_group, emb_syn) / syn_count
+            loss = ((mean_real - mean_syn) ** 2).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.set_postfix(loss=f"{loss.item():.2f}")
+        return syn.detach()
+
+    def build(self, train, num_classes, model: Optional[torch.nn.Module]):
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        pools = class_positions(train.labels, num_classes)
+        init = torch.cat([pool[torch.randperm(len(pool), generator=gen)[: self.cfg.ipc]] for pool in pools])
+        syn = self._match(train.images, train.labels, pools, list(range(num_classes)), train.images[init],
+                          train.labels[init], self.cfg.seed, "dm")
+        labels = train.labels[init].clone()
+        return new_set(syn, labels, labels.clone(), train.ids.clone(), train.labels.clone())
+
+    def remake(self, cset, buckets, retain, forget, *, old, forget_ids):
+        classes = [int(b) for b in buckets]  # a DM bucket is a class
+        rows = torch.isin(cset.image_bucket, buckets)
+        pools = [retain.positions(cset.bucket_members(c)) for c in classes]
+        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        init = torch.cat([pool[torch.randperm(len(pool), generator=gen)[: int((cset.image_bucket[rows] == c).sum())]]
+                          for c, pool in zip(classes, pools)])
+        return self._match(retain.images, retain.labels, pools, classes, retain.images[init],
+                           cset.labels[rows], self.cfg.seed + 1, "dm refresh")

@@ -1,0 +1,378 @@
+"""The ``dcu`` command line: train, condense, forget, evaluate, list, demo.
+
+Every command that reads data takes ``--dataset`` and ``--data-root``; ``--quiet`` silences progress bars.
+Errors in the input (files, ids, settings) are reported in one line and exit with status 2; nothing is
+written then.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from . import __version__
+
+log = logging.getLogger("dcu")
+
+EPILOG = """examples:
+  dcu train --dataset digits --model mlp --epochs 30 --seed 0 --out original.pt
+  dcu condense --dataset digits --model original.pt --method fdm --ipc 10 --out condensed.pt
+  dcu forget --dataset digits --model original.pt --condensed condensed.pt --ids forget.txt --method dcu --out unlearned.pt
+  dcu forget --dataset digits --model original.pt --ids forget.txt --method retrain --out retrained.pt
+  dcu evaluate --dataset digits --model unlearned.pt --forget forget.txt --reference retrained.pt --out report.json
+"""
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _settings(items: List[str]) -> Dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE. Got '{item}'.")
+        key, value = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = _parse_value(value)
+    return out
+
+
+def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--dataset", required=required, default=None if required else "digits",
+                   help="digits, cifar10, cifar100, svhn, mnist, fashionmnist, or folder:PATH (ImageFolder tree)")
+    p.add_argument("--data-root", default=None,
+                   help="where torchvision datasets are (or are downloaded to); default $DCU_DATA_ROOT or ~/.cache/dcu/data")
+
+
+def _add_forget_args(p: argparse.ArgumentParser, flag: str = "--ids") -> None:
+    g = p.add_argument_group("forget request (one of)")
+    g.add_argument(flag, dest="ids", default=None, metavar="FILE",
+                   help="text file of training ids, one per line; '#' comments and blank lines allowed")
+    g.add_argument("--forget-frac", type=float, default=None, metavar="F", help="forget a random fraction F of the ids")
+    g.add_argument("--forget-class", type=int, default=None, metavar="C", help="forget every sample of class C")
+    g.add_argument("--forget-seed", type=int, default=0, help="seed for --forget-frac (default 0)")
+
+
+def _splits_for(args, meta: Optional[Dict[str, Any]] = None, val_frac: Optional[float] = None):
+    """The dataset, with the held-out split the model was trained with (from its metadata)."""
+    from .data import load
+
+    splits = load(args.dataset, args.data_root, quiet=args.quiet)
+    holdout = (meta or {}).get("holdout") or {"frac": val_frac if val_frac is not None else 0.0, "seed": 0}
+    return splits.holdout(holdout["frac"], seed=holdout["seed"])
+
+
+def _auto_augment(splits) -> Dict[str, Any]:
+    rgb = splits.input_shape[0] == 3 and splits.input_shape[1] >= 16
+    return {"augment": rgb, "flip": rgb and splits.name != "svhn"}
+
+
+# --- commands -----------------------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from .checkpoint import base_meta, save_checkpoint
+    from .models import create_model
+    from .train import TrainConfig, train
+
+    splits = _splits_for(args, val_frac=args.val_frac)
+    c, h, _ = splits.input_shape
+    model_args = _settings(args.model_arg)
+    torch.manual_seed(args.seed)
+    model = create_model(args.model, in_channels=c, num_classes=splits.num_classes, image_size=h, **model_args)
+    aug = _auto_augment(splits)
+    if args.augment is not None:
+        aug["augment"] = args.augment
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, **aug)
+    start = time.perf_counter()
+    train(model, splits.train, cfg, desc=f"train {args.model}")
+    seconds = time.perf_counter() - start
+    meta = {**base_meta(model, splits, splits.train.ids), "kind": "original", "seed": args.seed,
+            "holdout": {"frac": args.val_frac, "seed": 0}, "train_config": asdict(cfg),
+            "times": {"online_seconds": seconds}, "forgotten_ids": [], "lineage": []}
+    digest = save_checkpoint(args.out, model, meta)
+    from .train import accuracy
+
+    log.info("Trained %s on %d %s images in %.1f s: train acc %.3f, test acc %.3f -> %s (hash %s)", args.model,
+             len(splits.train), splits.name, seconds, accuracy(model, splits.train), accuracy(model, splits.test),
+             args.out, digest)
+    return 0
+
+
+def cmd_condense(args) -> int:
+    from condense import get_condenser
+
+    from .checkpoint import load_checkpoint
+
+    model, meta = None, None
+    if args.model:
+        model, meta = load_checkpoint(args.model)
+    splits = _splits_for(args, meta, val_frac=args.val_frac)
+    if meta is not None:
+        from .checkpoint import check_fits
+
+        check_fits(meta, splits, args.model)
+        if meta.get("forgotten_ids"):
+            splits.train = splits.train.without(torch.tensor(meta["forgotten_ids"]))
+    condenser = get_condenser(args.method, ipc=args.ipc, seed=args.seed, **_settings(args.set))
+    cset = condenser.condense(splits, model, meta["hash"] if meta else "")
+    cset.source["holdout"] = (meta or {}).get("holdout", {"frac": args.val_frac, "seed": 0})
+    cset.save(args.out)
+    log.info("Condensed %d training images into %d with '%s' in %.1f s -> %s", len(splits.train), len(cset),
+             args.method, cset.timings["condense_seconds"], args.out)
+    if args.plots:
+        from .plots import image_grid
+
+        png = Path(args.out).with_suffix(".png")
+        image_grid(cset.images, cset.labels, splits.classes, splits.mean, splits.std, png,
+                   per_class=min(10, args.ipc), title=f"{args.method}, {args.ipc} per class")
+        log.info("Image grid -> %s", png)
+    return 0
+
+
+def cmd_forget(args) -> int:
+    from unlearn import get_unlearner
+
+    from .checkpoint import load_checkpoint, save_checkpoint
+    from .forget import ForgetRequestError, resolve
+    from .io import ids_hash
+    from .train import TrainConfig
+
+    model, meta = load_checkpoint(args.model)
+    splits = _splits_for(args, meta)
+    from .checkpoint import check_fits
+
+    check_fits(meta, splits, args.model)
+    forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
+    earlier = torch.tensor(meta.get("forgotten_ids", []), dtype=torch.long)
+    again = torch.isin(forget_ids, earlier)
+    if again.any():
+        raise ForgetRequestError(f"Id {int(forget_ids[again][0])} was already forgotten by an earlier request "
+                                 f"answered by {args.model}.")
+    train_set = splits.train.without(earlier) if len(earlier) else splits.train
+    forget, retain = train_set.subset(forget_ids), train_set.without(forget_ids)
+    condensed = None
+    if args.condensed:
+        from condense import load_condensed
+
+        condensed = load_condensed(args.condensed)
+        condensed.check_fits(splits, args.condensed)
+        if condensed.source.get("holdout") not in (None, meta.get("holdout")):
+            raise ValueError(f"{args.condensed} was made with held-out split {condensed.source['holdout']}, but "
+                             f"{args.model} with {meta.get('holdout')}.")
+        stale = torch.isin(condensed.members, earlier)
+        if stale.any():
+            raise ValueError(f"{args.condensed} still holds id {int(condensed.members[stale][0])}, which an earlier "
+                             "request forgot; pass the condensed set that request wrote.")
+    train_cfg = TrainConfig(**meta["train_config"])
+    unlearner = get_unlearner(args.method, train_config=train_cfg, seed=args.seed, **_settings(args.set))
+    unlearned = unlearner.unlearn(model, retain, forget, condensed=condensed, val=splits.val)
+    parent = {k: meta.get(k) for k in ("hash", "method", "forget_hash")}
+    new_meta = {**{k: v for k, v in meta.items() if k not in ("hash", "created", "versions")},
+                "kind": "unlearned", "parent_hash": meta["hash"], "forget_hash": ids_hash(forget_ids),
+                "forget_count": int(len(forget_ids)), "forgotten_ids": sorted(set(earlier.tolist()) | set(forget_ids.tolist())),
+                "train_ids_hash": ids_hash(retain.ids), "num_trained_on": len(retain),
+                "method": args.method, "method_config": unlearner.config_dict(),
+                "times": {"online_seconds": unlearner.stats["seconds"],
+                          **{k: v for k, v in unlearner.stats.items() if k.endswith("seconds") and k != "seconds"},
+                          **({"offline_seconds": condensed.timings.get("condense_seconds")} if condensed else {})},
+                "lineage": list(meta.get("lineage", [])) + [parent]}
+    digest = save_checkpoint(args.out, unlearned, new_meta)
+    if condensed is not None and args.condensed_out:
+        unlearner.refreshed.save(args.condensed_out)
+    log.info("Forgot %d samples with '%s' in %.2f s -> %s (hash %s)", len(forget_ids), args.method,
+             unlearner.stats["seconds"], args.out, digest)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoint import check_fits, load_checkpoint
+    from .evaluate import evaluate
+    from .forget import resolve
+    from .io import atomic_write_json
+
+    model, meta = load_checkpoint(args.model)
+    splits = _splits_for(args, meta)
+    check_fits(meta, splits, args.model)
+    if args.ids or args.forget_frac is not None or args.forget_class is not None:
+        forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
+    elif meta.get("forgotten_ids"):
+        forget_ids = torch.tensor(meta["forgotten_ids"], dtype=torch.long)
+    else:
+        raise ValueError("Name the forget request to evaluate: --forget FILE, --forget-frac F or --forget-class C.")
+    reference, reference_meta = (None, None)
+    if args.reference:
+        reference, reference_meta = load_checkpoint(args.reference)
+        check_fits(reference_meta, splits, args.reference)
+    attacks = [a for a in args.attacks.split(",") if a]
+    report = evaluate(model, splits, forget_ids, meta=meta, reference=reference, reference_meta=reference_meta,
+                      attacks=attacks, seed=args.seed)
+    atomic_write_json(report, args.out)
+    line = (f"retain {report['retain_acc']:.3f}  forget {report['forget_acc']:.3f}  test {report['test_acc']:.3f}  "
+            f"MIA(loss_lr) {report['mia']['loss_lr']['headline']:.3f}" if "loss_lr" in report["mia"] else "")
+    log.info("%s -> %s", line, args.out)
+    if args.plots:
+        from .plots import comparison_bars
+
+        rows = {meta.get("method") or "model": _bar_row(report)}
+        if reference is not None:
+            rows = {"retrain": _bar_row(report["reference"]), **rows}
+        png = Path(args.out).with_suffix(".png")
+        comparison_bars(rows, ["retain_acc", "forget_acc", "test_acc", "mia"], png, title=f"{splits.name}")
+        log.info("Bar chart -> %s", png)
+    return 0
+
+
+def _bar_row(metrics: Dict[str, Any]) -> Dict[str, float]:
+    row = {k: metrics[k] for k in ("retain_acc", "forget_acc", "test_acc")}
+    if "loss_lr" in metrics["mia"]:
+        row["mia"] = metrics["mia"]["loss_lr"]["headline"]
+    return row
+
+
+def cmd_list(args) -> int:
+    import condense
+    import inversion_attacks
+    import unlearn
+
+    from .data import list_datasets
+    from .models import list_models
+    from .presets import PRESETS
+
+    kinds = {"datasets": list_datasets(), "models": list_models(), "condensation": condense.list_condensers(),
+             "unlearning": unlearn.list_unlearners(), "attacks": inversion_attacks.list_attacks(),
+             "presets": sorted(PRESETS)}
+    for kind, names in kinds.items():
+        if args.kind in (None, kind):
+            print(f"{kind}: {', '.join(names)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .io import atomic_write_json
+    from .pipeline import compare, table
+
+    start = time.perf_counter()
+    result = compare(args.preset, seed=args.seed, methods=args.methods.split(","), data_root=args.data_root)
+    print(f"\n{args.preset} (dataset {result['dataset']}, forget {result['split_sizes']['forget']} of "
+          f"{result['split_sizes']['train']} training samples, seed {args.seed}):\n")
+    print(table(result))
+    print(f"\nTime in seconds is the online cost (the original: its training); RTE = retrain time / method time. "
+          f"The fdm condensed set ({result.get('condense', {}).get('images', 0)} images) cost "
+          f"{result.get('condense', {}).get('offline_seconds', 0):.2f} s offline. Whole job: {time.perf_counter() - start:.1f} s.")
+    if args.out:
+        atomic_write_json(result, args.out)
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dcu", description="Machine unlearning driven by dataset condensation.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"dcu {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        return p
+
+    p = command("train", "Train the original model on a dataset's training split (minus a held-out validation split).")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="architecture: convnet, mlp, resnet18, vgg11 (dcu list models)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. width=64 (repeatable)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    p.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"], default="onecycle")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip + 4-pixel crop (default: on for RGB images of 16 px and more)")
+    p.add_argument("--val-frac", type=float, default=0.1,
+                   help="fraction of the training split held out as validation, never trained on (default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint to write, e.g. original.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = command("condense", "Condense the training split into a small synthetic set (offline, once).")
+    _add_data_args(p)
+    p.add_argument("--model", default=None, help="the trained original (required by fdm)")
+    p.add_argument("--method", default="fdm", help="random, dm, fdm (dcu list condensation)")
+    p.add_argument("--ipc", type=int, default=10, help="images per class")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. iterations=500")
+    p.add_argument("--val-frac", type=float, default=0.1, help="held-out fraction when no --model gives it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plots", action="store_true", help="also write a PNG grid of the synthetic images")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_condense)
+
+    p = command("forget", "Answer a forget request: write an unlearned model.")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the model to unlearn from (an original or an unlearned model)")
+    p.add_argument("--condensed", default=None, help="condensed retain set (required by dcu)")
+    p.add_argument("--condensed-out", default=None, help="write the refreshed condensed set here (for the next request)")
+    p.add_argument("--method", default="dcu", help="retrain, finetune, dcu (dcu list unlearning)")
+    _add_forget_args(p)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. epochs=6")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_forget)
+
+    p = command("evaluate", "Evaluate a model against a forget request: accuracies, MIA, gaps to a reference.")
+    _add_data_args(p)
+    p.add_argument("--model", required=True)
+    _add_forget_args(p, flag="--forget")
+    p.add_argument("--reference", default=None, help="the retrained model, for gaps and RTE")
+    p.add_argument("--attacks", default="loss_lr", help="comma-separated attack names (dcu list attacks)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plots", action="store_true", help="also write a PNG bar chart beside the report")
+    p.add_argument("--out", required=True, help="report.json")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = command("list", "List the registered datasets, models, methods, attacks and presets.")
+    p.add_argument("kind", nargs="?", choices=["datasets", "models", "condensation", "unlearning", "attacks", "presets"])
+    p.set_defaults(func=cmd_list)
+
+    p = command("demo", "The main job on a preset: train, condense, forget, and compare retrain / finetune / dcu.")
+    p.add_argument("--preset", default="smoke")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--methods", default="retrain,finetune,dcu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the result as JSON")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .io import ArtifactError
+    from .progress import set_quiet
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    set_quiet(args.quiet)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, ArtifactError, FloatingPointError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"dcu {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Evaluation: accuracies, membership inference, gaps to the retrained model, Indiscernibility.
+
+Attacks are looked up by name in the ``inversion_attacks`` registry (imported here, at the top layer).
+"""
+from __future__ import annotations
+
+import platform
+from typing import Any, Dict, Iterable, Optional
+
+import torch
+import torch.nn as nn
+
+from .data import DatasetSplits, ImageSet
+from .train import accuracy
+
+ACCURACIES = ("retain_acc", "forget_acc", "test_acc")
+
+
+def indiscernibility(mia: float) -> float:
+    """Deep Unlearn's Indiscernibility: 1 - |2 * MIA - 1| (1 when the attack is at chance)."""
+    return 1.0 - abs(2.0 * mia - 1.0)
+
+
+def machine() -> Dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": torch.get_num_threads(), "gpu": gpu, "device": "cuda" if gpu else "cpu",
+            "platform": platform.platform()}
+
+
+def model_metrics(model: nn.Module, retain: ImageSet, forget: ImageSet, test: ImageSet, *,
+                  attacks: Iterable[str] = ("loss_lr",), seed: int = 0) -> Dict[str, Any]:
+    from inversion_attacks import get_attack
+
+    out: Dict[str, Any] = {"retain_acc": accuracy(model, retain), "forget_acc": accuracy(model, forget),
+                           "test_acc": accuracy(model, test), "mia": {}}
+    for name in attacks:
+        result = get_attack(name, seed=seed).run(model, forget, test)
+        out["mia"][name] = result.summary()
+    if "loss_lr" in out["mia"]:
+        out["indiscernibility"] = indiscernibility(out["mia"]["loss_lr"]["headline"])
+    return out
+
+
+def gaps(result: Dict[str, Any], reference: Dict[str, Any]) -> Dict[str, float]:
+    """Absolute gap to the reference per accuracy and MIA, and their mean ("avg gap", SalUn)."""
+    out = {k: abs(result[k] - reference[k]) for k in ACCURACIES}
+    if "loss_lr" in result["mia"] and "loss_lr" in reference["mia"]:
+        out["mia_loss_lr"] = abs(result["mia"]["loss_lr"]["headline"] - reference["mia"]["loss_lr"]["headline"])
+    out["avg_gap"] = sum(out.values()) / len(out)
+    return out
+
+
+def evaluate(model: nn.Module, splits: DatasetSplits, forget_ids: torch.Tensor, *, meta: Optional[Dict] = None,
+             reference: Optional[nn.Module] = None, reference_meta: Optional[Dict] = None,
+             attacks: Iterable[str] = ("loss_lr",), seed: int = 0) -> Dict[str, Any]:
+    """The report of DESIGN §3 for one model and one forget request (JSON-ready)."""
+    attacks = list(attacks)
+    forget = splits.train.subset(forget_ids)
+    retain = splits.train.without(forget_ids)
+    report: Dict[str, Any] = {
+        "dataset": splits.name,
+        "split_sizes": {"retain": len(retain), "forget": len(forget), "test": len(splits.test),
+                        "val": len(splits.val) if splits.val is not None else 0},
+        "seed": seed,
+        "machine": machine(),
+    }
+    report.update(model_metrics(model, retain, forget, splits.test, attacks=attacks, seed=seed))
+    if meta:
+        report["model"] = {k: meta.get(k) for k in ("hash", "arch", "arch_args", "method", "parent_hash",
+                                                     "forget_hash", "forget_count")}
+        report["time"] = dict(meta.get("times", {}))
+    if reference is not None:
+        ref = model_metrics(reference, retain, forget, splits.test, attacks=attacks, seed=seed)
+        report["reference"] = ref
+        report["gap"] = gaps(report, ref)
+        ref_time = (reference_meta or {}).get("times", {}).get("online_seconds")
+        own_time = report.get("time", {}).get("online_seconds")
+        if ref_time and own_time:
+            report["time"]["rte"] = ref_time / own_time
+    return report

@@ -1,0 +1,149 @@
+"""The end-to-end job shared by ``dcu demo``, the benchmarks and the examples: train the original once,
+condense once, answer one forget request with several methods, evaluate each against ``retrain``.
+
+This module sits at the top layer (like the CLI): it looks methods up by name in the registries of
+``condense``, ``unlearn`` and ``inversion_attacks``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Optional
+
+import torch
+
+from .checkpoint import base_meta, load_checkpoint, save_checkpoint
+from .data import DatasetSplits, load
+from .evaluate import gaps, machine, model_metrics
+from .forget import random_ids
+from .io import ids_hash
+from .models import create_model
+from .presets import get_preset
+from .train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+
+def prepare_splits(preset: Dict[str, Any], data_root: Optional[str] = None) -> DatasetSplits:
+    """The preset's dataset with its held-out split (``subsample`` or ``val_frac``)."""
+    splits = load(preset["dataset"], data_root)
+    if "subsample" in preset:
+        return splits.subsample(**preset["subsample"])
+    return splits.holdout(preset.get("val_frac", 0.1), seed=0)
+
+
+def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cache: Optional[Path] = None):
+    """Train (or load from ``cache``) the original model of a preset and seed; returns (model, meta)."""
+    if cache is not None and cache.exists():
+        model, meta = load_checkpoint(cache, splits)
+        if meta.get("train_ids_hash") == ids_hash(splits.train.ids) and meta.get("seed") == seed:
+            log.info("Reusing the original model in %s.", cache)
+            return model, meta
+    torch.manual_seed(seed)
+    c, h, _ = splits.input_shape
+    model = create_model(preset["model"], in_channels=c, num_classes=splits.num_classes, image_size=h,
+                         **preset.get("model_args", {}))
+    cfg = TrainConfig(**{**preset["train"], "seed": seed})
+    start = time.perf_counter()
+    train(model, splits.train, cfg, desc="original")
+    seconds = time.perf_counter() - start
+    meta = {**base_meta(model, splits, splits.train.ids), "kind": "original", "seed": seed,
+            "train_config": asdict(cfg), "times": {"online_seconds": seconds}, "forgotten_ids": []}
+    if cache is not None:
+        meta["hash"] = save_checkpoint(cache, model, meta)
+    return model, meta
+
+
+def compare(
+    preset_name: str,
+    *,
+    seed: int = 0,
+    methods: Iterable[str] = ("retrain", "finetune", "dcu"),
+    data_root: Optional[str] = None,
+    work_dir: Optional[str | os.PathLike] = None,
+    attacks: Iterable[str] = ("loss_lr",),
+    on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
+    method_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+) -> Dict[str, Any]:
+    """Run one preset and seed: original, condensed set, every method on random forgetting, all evaluated.
+
+    ``on_update(result)`` is called after each part, so a long run can write what has finished.
+    """
+    from condense import get_condenser
+    from unlearn import get_unlearner
+
+    preset = get_preset(preset_name)
+    work = Path(work_dir) if work_dir else None
+    splits = prepare_splits(preset, data_root)
+    forget_ids = random_ids(splits.train.ids, preset.get("forget_frac", 0.1), seed)
+    forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    result: Dict[str, Any] = {
+        "preset": preset_name, "seed": seed, "machine": machine(), "dataset": splits.name,
+        "split_sizes": {"train": len(splits.train), "retain": len(retain), "forget": len(forget),
+                        "val": len(splits.val) if splits.val is not None else 0, "test": len(splits.test)},
+        "forget_hash": ids_hash(forget_ids), "config": preset, "methods": {},
+    }
+    cache = work / f"original-{preset_name}-seed{seed}.pt" if work else None
+    original, meta = train_original(splits, preset, seed, cache)
+    result["original"] = {**model_metrics(original, retain, forget, splits.test, attacks=attacks, seed=seed),
+                          "train_seconds": meta["times"]["online_seconds"]}
+    if on_update:
+        on_update(result)
+
+    condensed = None
+    if any(get_unlearner(m).requires_condensed for m in methods):
+        cond_cfg = dict(preset["condense"])
+        method = cond_cfg.pop("method")
+        condensed = get_condenser(method, seed=seed, **cond_cfg).condense(splits, original, meta.get("hash", ""))
+        result["condense"] = {"method": method, **cond_cfg, "images": len(condensed),
+                              "offline_seconds": condensed.timings["condense_seconds"]}
+
+    train_cfg = TrainConfig(**meta["train_config"])
+    overrides = method_overrides or {}
+    for name in methods:
+        settings = {**preset.get("unlearn", {}).get(name, {}), **overrides.get(name, {})}
+        unlearner = get_unlearner(name, train_config=train_cfg, seed=seed, **settings)
+        model = unlearner.unlearn(original, retain, forget, condensed=condensed if name != "retrain" else None,
+                                  val=splits.val)
+        row = model_metrics(model, retain, forget, splits.test, attacks=attacks, seed=seed)
+        row["online_seconds"] = unlearner.stats["seconds"]
+        row["stats"] = {k: v for k, v in unlearner.stats.items() if k != "seconds"}
+        row["config"] = unlearner.config_dict()
+        if unlearner.requires_condensed and "condense" in result:
+            row["offline_seconds"] = result["condense"]["offline_seconds"]
+        result["methods"][name] = row
+        _add_reference_columns(result)
+        if on_update:
+            on_update(result)
+    return result
+
+
+def _add_reference_columns(result: Dict[str, Any]) -> None:
+    ref = result["methods"].get("retrain")
+    if ref is None:
+        return
+    for row in result["methods"].values():
+        row["gap"] = gaps(row, ref)
+        row["rte"] = ref["online_seconds"] / max(row["online_seconds"], 1e-9)
+
+
+def table(result: Dict[str, Any]) -> str:
+    """A markdown table of one ``compare`` result."""
+    head = "| method | retain acc | forget acc | test acc | MIA (loss_lr) | avg gap | time (s) | RTE |\n"
+    head += "|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    rows = [("original", {**result["original"], "online_seconds": result["original"]["train_seconds"]})]
+    rows += list(result["methods"].items())
+    lines = []
+    for name, row in rows:
+        mia = row["mia"].get("loss_lr", {}).get("headline", float("nan"))
+        gap = row.get("gap", {}).get("avg_gap")
+        gap_text = "" if gap is None else f"{100 * gap:.2f}"
+        rte_text = f"{row['rte']:.1f}" if "rte" in row else ""
+        lines.append(
+            f"| {name} | {100 * row['retain_acc']:.1f} | {100 * row['forget_acc']:.1f} | {100 * row['test_acc']:.1f} "
+            f"| {100 * mia:.1f} | {gap_text} | {row['online_seconds']:.2f} | {rte_text} |"
+        )
+    return head + "\n".join(lines)

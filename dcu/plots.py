@@ -1,0 +1,73 @@
+"""Figures (matplotlib, Agg backend): condensed-image grids and method comparison bars."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    _pyplot().close(fig)
+    return path
+
+
+def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], mean: Sequence[float],
+               std: Sequence[float], path: str | os.PathLike, per_class: int = 10, title: str = "") -> Path:
+    """One row per class, up to ``per_class`` de-normalised images each."""
+    plt = _pyplot()
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    pictures = (images * s + m).clamp(0, 1)
+    rows = len(classes)
+    fig, axes = plt.subplots(rows, per_class, figsize=(per_class * 0.9, rows * 0.95), squeeze=False)
+    for c in range(rows):
+        chosen = torch.nonzero(labels == c).flatten()[:per_class]
+        for j in range(per_class):
+            ax = axes[c][j]
+            ax.axis("off")
+            if j < len(chosen):
+                img = pictures[chosen[j]]
+                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray" if img.shape[0] == 1 else None)
+        axes[c][0].set_title(str(classes[c]), fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def comparison_bars(rows: Dict[str, Dict[str, float]], metrics: List[str], path: str | os.PathLike,
+                    title: str = "", reference: Optional[str] = "retrain") -> Path:
+    """Grouped bars: one group per metric, one bar per method (the reference hatched)."""
+    plt = _pyplot()
+    methods = list(rows)
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(metrics), 3.2))
+    for i, method in enumerate(methods):
+        values = [100 * rows[method].get(m, float("nan")) for m in metrics]
+        xs = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(metrics))]
+        ax.bar(xs, values, width, label=method, hatch="//" if method == reference else None, edgecolor="black", linewidth=0.4)
+    ax.set_xticks(range(len(metrics)))
+    ax.set_xticklabels(metrics)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7, ncols=min(4, len(methods)))
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,25 @@
+"""Progress bars (tqdm) that one switch silences: ``--quiet`` on the CLI, ``set_quiet(True)`` in Python."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tqdm.auto import tqdm
+
+_QUIET = os.environ.get("DCU_QUIET", "") not in ("", "0")
+
+
+def set_quiet(quiet: bool = True) -> None:
+    global _QUIET
+    _QUIET = quiet
+
+
+def is_quiet() -> bool:
+    return _QUIET
+
+
+def progress(*args: Any, **kwargs: Any) -> tqdm:
+    kwargs.setdefault("leave", False)
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs["disable"] = kwargs.get("disable", False) or _QUIET
+    return tqdm(*args, **kwargs)

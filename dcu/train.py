@@ -1,0 +1,162 @@
+"""The one training loop: training, retraining, fine-tuning and condensed-set evaluation all call ``train``.
+
+Data are tensors in memory (an :class:`~dcu.data.ImageSet`), batches are drawn from a seeded generator and
+augmented on the batch, so a run is deterministic on the CPU for a fixed seed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import ImageSet
+from .progress import progress
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "sgd"          # sgd | adam
+    lr: float = 0.05                # the peak lr for onecycle
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"      # onecycle | cosine | step (x0.1 at half, the DC protocol) | constant
+    augment: bool = False           # random horizontal flip + crop after padding
+    flip: bool = True               # with augment; off for digits and other orientation-bound data
+    crop_padding: int = 4
+    seed: int = 0
+    max_steps: Optional[int] = None  # stop early after this many steps (e.g. a time budget in steps)
+
+
+def augment_batch(x: torch.Tensor, *, flip: bool, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and random crop of a zero-padded batch, one draw per image."""
+    n, _, h, w = x.shape
+    if flip:
+        mask = torch.rand(n, generator=generator) < 0.5
+        x = torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
+    if padding > 0:
+        padded = F.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+        rows = (dy.view(-1, 1) + torch.arange(h)).view(n, 1, h, 1)
+        cols = (dx.view(-1, 1) + torch.arange(w)).view(n, 1, 1, w)
+        batch = torch.arange(n).view(n, 1, 1, 1)
+        chans = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+        x = padded[batch, chans, rows, cols]
+    return x
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"Unknown optimizer '{cfg.optimizer}'. Valid values are: sgd, adam.")
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    total_steps = max(1, total_steps)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[total_steps // 2], gamma=0.1)
+    if cfg.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    raise ValueError(f"Unknown schedule '{cfg.schedule}'. Valid values are: onecycle, cosine, step, constant.")
+
+
+def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model(x), y)
+
+
+def train(
+    model: nn.Module,
+    data: ImageSet,
+    cfg: TrainConfig,
+    *,
+    loss_fn: LossFn = cross_entropy,
+    desc: str = "train",
+) -> Dict[str, List[float]]:
+    """Train ``model`` in place on ``data``; returns the mean loss per epoch.
+
+    ``loss_fn(model, x, y, idx)`` gives the loss of an (augmented) batch, ``idx`` its positions in ``data``;
+    methods that add terms (distillation, a forget-set signal) pass their own and keep this loop.
+    """
+    if len(data) == 0:
+        raise ValueError("Cannot train on an empty set of samples.")
+    generator = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    schedule = make_schedule(optimizer, cfg, total)
+    history: Dict[str, List[float]] = {"loss": []}
+    model.train()
+    step = 0
+    bar = progress(range(cfg.epochs), desc=desc, unit="epoch")
+    for _ in bar:
+        order = torch.randperm(len(data), generator=generator)
+        running, batches = 0.0, 0
+        for start in range(0, len(order), cfg.batch_size):
+            if step >= total:
+                break
+            idx = order[start : start + cfg.batch_size]
+            x, y = data.images[idx], data.labels[idx]
+            if cfg.augment:
+                x = augment_batch(x, flip=cfg.flip, padding=cfg.crop_padding, generator=generator)
+            loss = loss_fn(model, x, y, idx)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"The training loss became {loss.item()} at step {step}; stopping ({desc}).")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running += loss.item()
+            batches += 1
+            step += 1
+        if batches:
+            history["loss"].append(running / batches)
+            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
+        if step >= total:
+            break
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits of ``model`` in eval mode, in batches."""
+    was_training = model.training
+    model.eval()
+    out = [model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def features(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Penultimate embeddings of ``model`` in eval mode, streamed in batches."""
+    was_training = model.training
+    model.eval()
+    out = [model.forward_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def accuracy(model: nn.Module, data: ImageSet) -> float:
+    if len(data) == 0:
+        return float("nan")
+    return (predict(model, data.images).argmax(1) == data.labels).float().mean().item()
+
+
+def per_sample_loss(model: nn.Module, data: ImageSet) -> torch.Tensor:
+    return F.cross_entropy(predict(model, data.images), data.labels, reduction="none")

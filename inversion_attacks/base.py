@@ -1,0 +1,86 @@
+"""The attack interface, the common result record and the attack registry.
+
+``attack.run(model, members, non_members) -> AttackResult``: a score per sample (higher means "member"),
+AUC, balanced accuracy, TPR at 1% and 0.1% FPR, and the attack's own headline number where the
+literature has one.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from dcu.registry import Registry
+
+ATTACKS = Registry("attack")
+
+
+@dataclass
+class AttackResult:
+    attack: str
+    scores: torch.Tensor                 # per sample, members first then non-members; higher = member
+    is_member: torch.Tensor              # (bool) ground truth of the samples scored
+    auc: float
+    balanced_accuracy: float
+    tpr_at_1fpr: float
+    tpr_at_01fpr: float
+    headline: float                      # the attack's own number (e.g. loss_lr: mean CV accuracy)
+    headline_name: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> Dict[str, Any]:
+        """The JSON-friendly numbers (no per-sample scores)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("scores", "is_member", "extra")}
+        out.update(self.extra)
+        return out
+
+
+def roc_metrics(scores: np.ndarray, is_member: np.ndarray) -> Dict[str, float]:
+    """AUC, the best balanced accuracy over thresholds, and TPR at 1% / 0.1% FPR."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if is_member.all() or (~is_member).all():
+        raise ValueError("An attack needs both members and non-members to be scored.")
+    fpr, tpr, _ = roc_curve(is_member, scores)
+    return {
+        "auc": float(roc_auc_score(is_member, scores)),
+        "balanced_accuracy": float(np.max(1 - (fpr + (1 - tpr)) / 2)),
+        "tpr_at_1fpr": float(np.interp(0.01, fpr, tpr)),
+        "tpr_at_01fpr": float(np.interp(0.001, fpr, tpr)),
+    }
+
+
+@dataclass
+class AttackConfig:
+    seed: int = 0
+
+
+class Attack:
+    name: str = ""
+    Config = AttackConfig
+
+    def __init__(self, cfg: Optional[AttackConfig] = None, **kwargs: Any):
+        self.cfg = cfg if cfg is not None else self.Config(**kwargs)
+
+    def run(self, model: torch.nn.Module, members, non_members) -> AttackResult:
+        raise NotImplementedError
+
+
+def register_attack(cls):
+    ATTACKS.register(cls.name)(cls)
+    return cls
+
+
+def get_attack(name: str, **cfg: Any) -> Attack:
+    cls = ATTACKS.get(name)
+    known = {f.name for f in fields(cls.Config)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {unknown} for attack '{name}'. Valid: {sorted(known)}.")
+    return cls(**cfg)
+
+
+def list_attacks() -> List[str]:
+    return ATTACKS.names()

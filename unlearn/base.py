@@ -1,0 +1,105 @@
+"""The ``Unlearner`` interface and the unlearning registry.
+
+``unlearner.unlearn(model, retain, forget, *, condensed=None, val=None) -> model`` never changes the model
+it is given. ``retain`` and ``forget`` are :class:`~dcu.data.ImageSet` views of the training split,
+``condensed`` a condensed retain set to use in place of ``retain`` (refreshed for the request inside the
+call, so its cost counts as online time), ``val`` held-out training images for methods that calibrate.
+The base class validates, copies, seeds and times; a method implements ``run``.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from dcu.data import ImageSet
+from dcu.registry import Registry
+from dcu.train import TrainConfig
+
+UNLEARNERS = Registry("unlearning method")
+
+
+@dataclass
+class UnlearnConfig:
+    seed: int = 0
+
+
+class Unlearner:
+    name: str = ""
+    Config = UnlearnConfig
+    requires_condensed: bool = False
+    # name -> (low, high, "log" | "linear" | "int") or a list of choices; what a tuner searches over
+    search_space: Dict[str, Any] = {}
+
+    def __init__(self, cfg: Optional[UnlearnConfig] = None, *, train_config: Optional[TrainConfig] = None, **kwargs: Any):
+        self.cfg = cfg if cfg is not None else self.Config(**kwargs)
+        self.train_config = train_config or TrainConfig()  # the original model's schedule
+        self.stats: Dict[str, Any] = {}
+
+    def unlearn(self, model: nn.Module, retain: ImageSet, forget: ImageSet, *, condensed=None,
+                val: Optional[ImageSet] = None) -> nn.Module:
+        if len(forget) == 0:
+            raise ValueError("The forget set is empty: there is nothing to unlearn.")
+        if len(retain) == 0:
+            raise ValueError("The retain set is empty: every training sample would be forgotten.")
+        if torch.isin(forget.ids, retain.ids).any():
+            raise ValueError("The retain and forget sets share sample ids; the retain set must exclude the forget set.")
+        if self.requires_condensed and condensed is None:
+            raise ValueError(f"Unlearning method '{self.name}' needs a condensed set (--condensed condensed.pt).")
+        model = copy.deepcopy(model)
+        torch.manual_seed(self.cfg.seed)
+        start = time.perf_counter()
+        self.stats = {}
+        model = self.run(model, retain, forget, condensed=condensed, val=val)
+        self.stats["seconds"] = time.perf_counter() - start
+        for name, p in model.state_dict().items():
+            if p.is_floating_point() and not torch.isfinite(p).all():
+                raise FloatingPointError(f"Unlearning with '{self.name}' produced non-finite weights in {name}.")
+        return model.eval()
+
+    def run(self, model: nn.Module, retain: ImageSet, forget: ImageSet, *, condensed, val) -> nn.Module:
+        raise NotImplementedError
+
+    def retain_data(self, retain: ImageSet, forget: ImageSet, condensed) -> ImageSet:
+        """The data that stands for the retain set: the refreshed condensed set when one is given."""
+        if condensed is None:
+            return retain
+        start = time.perf_counter()
+        refreshed = condensed.refresh(forget.ids, retain, forget)
+        self.stats["refresh_seconds"] = time.perf_counter() - start
+        self.stats["condensed_images"] = len(refreshed)
+        self.refreshed = refreshed
+        return refreshed.as_imageset()
+
+    def schedule(self, **overrides: Any) -> TrainConfig:
+        """A ``TrainConfig`` from the original schedule, with this method's settings on top."""
+        base = asdict(self.train_config)
+        own = {f.name: getattr(self.cfg, f.name) for f in fields(self.cfg) if f.name in base}
+        base.update({k: v for k, v in own.items() if v is not None})
+        base.update(overrides)
+        return TrainConfig(**base)
+
+    def config_dict(self) -> Dict[str, Any]:
+        return asdict(self.cfg)
+
+
+def register_unlearner(cls):
+    UNLEARNERS.register(cls.name)(cls)
+    return cls
+
+
+def get_unlearner(name: str, *, train_config: Optional[TrainConfig] = None, **cfg: Any) -> Unlearner:
+    cls = UNLEARNERS.get(name)
+    known = {f.name for f in fields(cls.Config)}
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"Unknown setting(s) {unknown} for unlearning method '{name}'. Valid: {sorted(known)}.")
+    return cls(train_config=train_config, **cfg)
+
+
+def list_unlearners() -> List[str]:
+    return UNLEARNERS.names()

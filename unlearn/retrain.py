@@ -1,0 +1,29 @@
+"""Retrain from scratch on the retain set with the original schedule: the gold reference every unlearning
+paper compares against (e.g. Triantafillou et al., "Are we making progress in unlearning?", 2024)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from dcu.models import create_model
+from dcu.train import train
+
+from .base import UnlearnConfig, Unlearner, register_unlearner
+
+
+@dataclass
+class RetrainConfig(UnlearnConfig):
+    epochs: Optional[int] = None   # None: as the original was trained
+    lr: Optional[float] = None
+
+
+@register_unlearner
+class Retrain(Unlearner):
+    name = "retrain"
+    Config = RetrainConfig
+
+    def run(self, model, retain, forget, *, condensed, val):
+        fresh = create_model(model.arch, **model.arch_args)  # initialised under the seed set by the base class
+        data = self.retain_data(retain, forget, condensed)
+        train(fresh, data, self.schedule(seed=self.cfg.seed), desc="retrain")
+        return fresh
