@@ -16,6 +16,12 @@ class ArtifactError(ValueError):
     """A file is not the dcu artifact it was given as, or does not fit what it is used with."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: str | os.PathLike, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,6 +31,7 @@ def _atomic(path: str | os.PathLike, write) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -61,7 +68,7 @@ def safe_load(path: str | os.PathLike, what: str = "dcu artifact") -> Any:
             f"{path} is not a {what}: it holds objects that only a full unpickle could build, and dcu loads "
             f"with weights_only=True, so it was refused without running them. {detail}"
         ) from err
-    except (RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # any other failure to parse: not an artifact of ours
         raise ArtifactError(f"{path} is not a readable {what} ({type(err).__name__}: {err}).") from err
 
 

@@ -45,7 +45,8 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str
             ax.axis("off")
             if j < len(chosen):
                 img = pictures[chosen[j]]
-                ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray" if img.shape[0] == 1 else None)
+                picture = (img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy()
+                ax.imshow(picture, cmap="gray" if img.shape[0] == 1 else None)
         axes[c][0].set_title(str(classes[c]), fontsize=7, loc="left")
     if title:
         fig.suptitle(title)

@@ -12,7 +12,9 @@
    lowest loss. Each forget sample's target is a distribution with that loss on its label and the
    original's other-class probabilities for the rest, so samples assigned a high loss become errors
    towards the class the original found next most likely, as in a model that never saw them.
-3. **Stopping point.** A fixed number of passes over the forget set, set per preset from validation data
+3. **Classes with no retain sample left** (class-wise forgetting): a retrained model cannot predict them,
+   so they are removed from every teacher distribution (forget targets and distillation alike).
+4. **Stopping point.** A fixed number of passes over the forget set, set per preset from validation data
    only; the time is dominated by these passes, which keeps the online cost a small fraction of retraining.
 """
 from __future__ import annotations
@@ -41,6 +43,14 @@ class DCUConfig(UnlearnConfig):
     augment: bool | None = None    # augment the condensed batches (None: as the original was trained)
 
 
+def _without(probs: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
+    """Distributions with the ``absent`` classes removed and the rest renormalised."""
+    if not absent.any():
+        return probs
+    probs = probs.masked_fill(absent.view(1, -1), 0.0)
+    return probs / probs.sum(1, keepdim=True).clamp(min=1e-12)
+
+
 @register_unlearner
 class DCU(Unlearner):
     name = "dcu"
@@ -50,10 +60,9 @@ class DCU(Unlearner):
                     "temperature": (1.0, 8.0, "linear")}
 
     @torch.no_grad()
-    def forget_targets(self, teacher, forget, val) -> torch.Tensor:
+    def forget_targets(self, teacher, forget, val, absent: torch.Tensor) -> torch.Tensor:
         """Per forget sample, a target distribution whose loss follows the held-out loss distribution."""
-        logits = predict(teacher, forget.images)
-        probs = logits.softmax(1)
+        probs = _without(predict(teacher, forget.images).softmax(1), absent)
         gen = torch.Generator().manual_seed(self.cfg.seed)
         margin = torch.zeros(len(forget))
         for view in range(self.cfg.views):
@@ -69,6 +78,7 @@ class DCU(Unlearner):
         rank[torch.argsort(margin, descending=True)] = torch.arange(len(forget))
         q = ((rank.float() + 0.5) / len(forget) * len(held_losses)).long().clamp(max=len(held_losses) - 1)
         p_true = torch.exp(-held_losses[q]).clamp(1e-4, 1 - 1e-4)
+        p_true = torch.where(absent[forget.labels], torch.zeros_like(p_true), p_true)
         others = probs.scatter(1, forget.labels.view(-1, 1), 0.0)
         others = others / others.sum(1, keepdim=True).clamp(min=1e-12)
         target = others * (1 - p_true).unsqueeze(1)
@@ -81,7 +91,9 @@ class DCU(Unlearner):
         cfg = self.cfg
         synthetic = self.retain_data(retain, forget, condensed)
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        target = self.forget_targets(teacher, forget, val)
+        num_classes = model.arch_args.get("num_classes") or int(max(retain.labels.max(), forget.labels.max())) + 1
+        absent = torch.bincount(retain.labels, minlength=num_classes) == 0
+        target = self.forget_targets(teacher, forget, val, absent)
         T = cfg.temperature
         augment = self.train_config.augment if cfg.augment is None else cfg.augment
         gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -96,7 +108,7 @@ class DCU(Unlearner):
             out_forget, out_syn = logits[: len(x_forget)], logits[len(x_forget):]
             forget_loss = F.kl_div(out_forget.log_softmax(1), target[idx], reduction="batchmean")
             with torch.no_grad():
-                soft = (teacher(x_syn) / T).softmax(1)
+                soft = _without((teacher(x_syn) / T).softmax(1), absent)
             distill = F.kl_div((out_syn / T).log_softmax(1), soft, reduction="batchmean") * T * T
             return forget_loss + cfg.retain_weight * (distill + F.cross_entropy(out_syn, y_syn))
 

@@ -1,0 +1,34 @@
+import torch
+
+import dcu
+from dcu.evaluate import indiscernibility
+from inversion_attacks import get_attack
+
+
+class FixedLoss(torch.nn.Module):
+    """A 'model' whose loss on each sample is set by the sample's first pixel: a known answer."""
+
+    def forward(self, x):
+        logit = x[:, 0, 0, 0:1]
+        return torch.cat([logit, torch.zeros_like(logit)], 1)
+
+
+def _set(values, label=0):
+    images = torch.zeros(len(values), 1, 2, 2)
+    images[:, 0, 0, 0] = torch.as_tensor(values, dtype=torch.float32)
+    return dcu.data.ImageSet(images, torch.full((len(values),), label))
+
+
+def test_loss_lr_separates_separable_members_and_not_independent_ones():
+    gen = torch.Generator().manual_seed(0)
+    members = _set(5 + torch.rand(200, generator=gen))       # low loss
+    non_members = _set(-5 + torch.rand(200, generator=gen))  # high loss
+    strong = get_attack("loss_lr").run(FixedLoss(), members, non_members)
+    assert strong.headline > 0.97 and strong.auc > 0.99 and strong.tpr_at_1fpr > 0.9
+    same = get_attack("loss_lr").run(FixedLoss(), _set(torch.randn(300, generator=gen)), _set(torch.randn(300, generator=gen)))
+    assert 0.4 < same.headline < 0.6 and 0.4 < same.auc < 0.6
+    assert same.extra["n_splits"] == 10 and "std" in same.summary()
+
+
+def test_indiscernibility():
+    assert indiscernibility(0.5) == 1.0 and abs(indiscernibility(0.75) - 0.5) < 1e-9 and indiscernibility(1.0) == 0.0

@@ -1,0 +1,116 @@
+"""The CLI end to end on digits, as a user types it, and its refusals of bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import dcu
+from dcu.cli import main
+
+
+def dcu_cli(*args):
+    return main([*args, "--quiet"])
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """original.pt, condensed.pt, forget.txt made through the CLI once for the module."""
+    work = tmp_path_factory.mktemp("cli")
+    assert dcu_cli("train", "--dataset", "digits", "--model", "mlp", "--epochs", "30", "--seed", "0",
+                   "--out", str(work / "original.pt")) == 0
+    assert dcu_cli("condense", "--dataset", "digits", "--model", str(work / "original.pt"), "--method", "fdm",
+                   "--ipc", "10", "--out", str(work / "condensed.pt"), "--plots") == 0
+    splits = dcu.data.load("digits").holdout(0.1)
+    ids = dcu.forget.random_ids(splits.train.ids, 0.1, 5)
+    (work / "forget.txt").write_text("# a request\n" + "".join(f"{int(i)}\n" for i in ids))
+    return work
+
+
+def test_the_whole_pipeline_as_documented(workdir):
+    w = workdir
+    assert (w / "condensed.png").stat().st_size > 1000
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(w / "original.pt"), "--condensed",
+                   str(w / "condensed.pt"), "--ids", str(w / "forget.txt"), "--method", "dcu", "--out",
+                   str(w / "unlearned.pt")) == 0
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(w / "original.pt"), "--ids", str(w / "forget.txt"),
+                   "--method", "retrain", "--out", str(w / "retrained.pt")) == 0
+    assert dcu_cli("evaluate", "--dataset", "digits", "--model", str(w / "unlearned.pt"), "--forget",
+                   str(w / "forget.txt"), "--reference", str(w / "retrained.pt"), "--out", str(w / "report.json"),
+                   "--plots") == 0
+    report = json.loads((w / "report.json").read_text())
+    for key in ("retain_acc", "forget_acc", "test_acc"):
+        assert 0.0 <= report[key] <= 1.0 and key in report["gap"]
+    assert 0.0 <= report["mia"]["loss_lr"]["headline"] <= 1.0
+    assert report["split_sizes"]["forget"] == len(dcu.forget.parse_ids_file(w / "forget.txt", 1437))
+    assert report["time"]["online_seconds"] > 0 and report["time"]["rte"] > 0
+    assert (w / "report.png").exists()
+    _, meta = dcu.load_checkpoint(w / "unlearned.pt")
+    _, parent = dcu.load_checkpoint(w / "original.pt")
+    assert meta["parent_hash"] == parent["hash"] and meta["method"] == "dcu"
+    assert meta["forget_count"] == report["split_sizes"]["forget"] and meta["method_config"]["epochs"] > 0
+
+
+def test_sequential_requests_chain_and_refuse_repeats(workdir, tmp_path):
+    w = workdir
+    first = tmp_path / "first.txt"
+    first.write_text("".join(f"{i}\n" for i in dcu.forget.parse_ids_file(w / "forget.txt", 1437)[:20].tolist()))
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(w / "original.pt"), "--condensed",
+                   str(w / "condensed.pt"), "--ids", str(first), "--method", "dcu", "--out", str(tmp_path / "u1.pt"),
+                   "--condensed-out", str(tmp_path / "c1.pt")) == 0
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(tmp_path / "u1.pt"), "--condensed",
+                   str(w / "condensed.pt"), "--forget-frac", "0.05", "--forget-seed", "9", "--method", "dcu",
+                   "--out", str(tmp_path / "u2.pt")) == 2  # the stale condensed set still holds forgotten ids
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(tmp_path / "u1.pt"), "--ids", str(first),
+                   "--method", "finetune", "--out", str(tmp_path / "u2.pt")) == 2
+    assert not (tmp_path / "u2.pt").exists()
+    _, meta = dcu.load_checkpoint(tmp_path / "u1.pt")
+    assert len(meta["forgotten_ids"]) == 20 and len(meta["lineage"]) == 1
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("1\n2\n99999\n", "line 3: id 99999 is out of range"), ("4\nfour\n", "line 2: 'four' is not an integer"),
+     ("4\n4\n", "line 2: id 4 is a duplicate of line 1"), ("\n# empty\n", "holds no ids")],
+)
+def test_bad_forget_requests_exit_2_and_write_nothing(workdir, tmp_path, capsys, content, message):
+    bad = tmp_path / "bad.txt"
+    bad.write_text(content)
+    out = tmp_path / "never.pt"
+    code = dcu_cli("forget", "--dataset", "digits", "--model", str(workdir / "original.pt"), "--ids", str(bad),
+                   "--method", "finetune", "--out", str(out))
+    assert code == 2 and not out.exists() and not list(tmp_path.glob(".never*"))
+    err = capsys.readouterr().err
+    assert message in err and "bad.txt" in err
+
+
+def test_wrong_files_are_named(workdir, tmp_path, capsys):
+    w = workdir
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(w / "condensed.pt"), "--forget-frac", "0.1",
+                   "--method", "finetune", "--out", str(tmp_path / "x.pt")) == 2
+    assert "condensed.pt is not a dcu checkpoint" in capsys.readouterr().err
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(w / "original.pt"), "--condensed",
+                   str(w / "original.pt"), "--forget-frac", "0.1", "--method", "dcu", "--out", str(tmp_path / "x.pt")) == 2
+    assert "is not a dcu condensed set" in capsys.readouterr().err
+    assert dcu_cli("train", "--dataset", "nope", "--model", "mlp", "--out", str(tmp_path / "x.pt")) == 2
+    assert "Unknown dataset 'nope'" in capsys.readouterr().err
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(w / "original.pt"), "--forget-frac", "0.1",
+                   "--method", "finetune", "--set", "epochz=3", "--out", str(tmp_path / "x.pt")) == 2
+    assert "Unknown setting(s) ['epochz']" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_list_and_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "dcu", "list"], capture_output=True, text=True, check=True).stdout
+    assert "models: convnet, mlp, resnet18, vgg11" in out and "unlearning: dcu, finetune, retrain" in out
+    assert "condensation: dm, fdm, random" in out and "attacks: loss_lr" in out
+    helptext = subprocess.run([sys.executable, "-m", "dcu", "forget", "--help"], capture_output=True, text=True).stdout
+    assert "--forget-frac" in helptext and "--condensed" in helptext
+
+
+def test_demo_prints_the_comparison_table(capsys):
+    assert main(["demo", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for method in ("| original |", "| retrain |", "| finetune |", "| dcu |"):
+        assert method in out

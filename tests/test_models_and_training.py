@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+import dcu
+from dcu.train import TrainConfig, augment_batch, train
+
+
+@pytest.mark.parametrize("name", ["convnet", "mlp", "resnet18", "vgg11"])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
+def test_every_model_fits_every_input_shape(name, shape):
+    c, h, _ = shape
+    model = dcu.create_model(name, in_channels=c, num_classes=7, image_size=h).eval()
+    x = torch.randn(3, *shape)
+    assert model(x).shape == (3, 7)
+    assert model.forward_features(x).shape == (3, model.feature_dim)
+
+
+def test_create_model_rejects_unknown_names_with_the_valid_ones():
+    with pytest.raises(ValueError, match="Valid values are: convnet, mlp, resnet18, vgg11"):
+        dcu.create_model("alexnet")
+
+
+def test_convnet_defaults_follow_the_condensation_literature():
+    model = dcu.create_model("convnet", in_channels=3, num_classes=10, image_size=32)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 and all(c.out_channels == 128 for c in convs)
+    assert any(isinstance(m, torch.nn.GroupNorm) and m.num_groups == 128 for m in model.modules())
+    assert model.feature_dim == 128 * 4 * 4
+
+
+def test_training_learns_and_is_deterministic_for_a_seed(digits):
+    def run(seed):
+        torch.manual_seed(seed)
+        model = dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8)
+        train(model, digits.train, TrainConfig(epochs=10, batch_size=64, lr=0.05, augment=True, flip=False, crop_padding=1, seed=seed))
+        return model
+
+    a, b, c = run(0), run(0), run(1)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.state_dict()["classifier.weight"], c.state_dict()["classifier.weight"])
+    assert dcu.accuracy(a, digits.test) > 0.85
+
+
+def test_augment_batch_shifts_and_flips_without_changing_shape():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
+    gen = torch.Generator().manual_seed(0)
+    out = augment_batch(x, flip=True, padding=2, generator=gen)
+    assert out.shape == x.shape
+    assert not torch.equal(out, x)
+    same = augment_batch(x, flip=False, padding=0, generator=gen)
+    assert torch.equal(same, x)
+
+
+def test_training_stops_with_a_clear_error_on_a_nan_loss(digits):
+    model = dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8)
+
+    def nan_loss(m, x, y, idx):
+        return m(x).sum() * float("nan")
+
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        train(model, digits.train, TrainConfig(epochs=1), loss_fn=nan_loss)

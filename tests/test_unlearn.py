@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+import condense
+import unlearn
+from dcu.forget import random_ids
+from dcu.train import TrainConfig, accuracy
+
+from conftest import SMOKE_TRAIN, train_mlp
+
+
+@pytest.fixture(scope="module")
+def noisy_setup(noisy_digits):
+    """An original that memorised 25% wrong labels, and a random 10% forget request."""
+    splits = noisy_digits
+    original = train_mlp(splits, epochs=60, hidden=(512, 256))
+    forget_ids = random_ids(splits.train.ids, 0.1, 0)
+    forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    cset = condense.get_condenser("fdm", ipc=10).condense(splits, original, "")
+    return splits, original, forget, retain, cset
+
+
+def run(name, setup, **cfg):
+    splits, original, forget, retain, cset = setup
+    train_cfg = TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 60})
+    unlearner = unlearn.get_unlearner(name, train_config=train_cfg, **cfg)
+    model = unlearner.unlearn(original, retain, forget, condensed=cset if name == "dcu" else None, val=splits.val)
+    return model, unlearner
+
+
+def test_retrain_and_dcu_forget_while_keeping_retain_accuracy(noisy_setup):
+    splits, original, forget, retain, _ = noisy_setup
+    before_forget, before_retain = accuracy(original, forget), accuracy(original, retain)
+    assert before_forget > 0.95  # memorised, noisy labels included
+    retrained, _ = run("retrain", noisy_setup)
+    unlearned, unlearner = run("dcu", noisy_setup)
+    for model in (retrained, unlearned):
+        assert accuracy(model, forget) < before_forget - 0.1
+        assert accuracy(model, retain) > before_retain - 0.15
+    # dcu lands near the retrained model on the forget set, and keeps test accuracy
+    assert abs(accuracy(unlearned, forget) - accuracy(retrained, forget)) < 0.15
+    assert accuracy(unlearned, splits.test) > accuracy(original, splits.test) - 0.05
+    assert unlearner.stats["condensed_images"] <= 100 and unlearner.stats["refresh_seconds"] >= 0
+
+
+def test_finetune_moves_the_model_and_leaves_the_input_untouched(noisy_setup):
+    splits, original, forget, retain, _ = noisy_setup
+    weights = {k: v.clone() for k, v in original.state_dict().items()}
+    tuned, _ = run("finetune", noisy_setup, epochs=10, lr=0.05)
+    assert accuracy(tuned, forget) < accuracy(original, forget)
+    for k, v in original.state_dict().items():
+        assert torch.equal(v, weights[k])
+
+
+def test_dcu_forgets_a_whole_class(digits, mlp):
+    forget_ids = digits.train.ids[digits.train.labels == 7]
+    forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
+    cset = condense.get_condenser("fdm", ipc=10).condense(digits, mlp, "")
+    model = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN).unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    assert accuracy(mlp, forget) > 0.95
+    assert accuracy(model, forget) < 0.05
+    assert accuracy(model, retain) > accuracy(mlp, retain) - 0.05
+
+
+def test_unlearners_validate_their_inputs(digits, mlp):
+    forget_ids = random_ids(digits.train.ids, 0.1, 0)
+    forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
+    dcu_method = unlearn.get_unlearner("dcu")
+    with pytest.raises(ValueError, match="needs a condensed set"):
+        dcu_method.unlearn(mlp, retain, forget, val=digits.val)
+    with pytest.raises(ValueError, match="share sample ids"):
+        unlearn.get_unlearner("finetune").unlearn(mlp, digits.train, forget)
+    with pytest.raises(ValueError, match="forget set is empty"):
+        unlearn.get_unlearner("finetune").unlearn(mlp, retain, forget.subset([]))
+    with pytest.raises(ValueError, match="Unknown setting"):
+        unlearn.get_unlearner("finetune", momentum_typo=1)
+    with pytest.raises(ValueError, match="Valid values are: dcu, finetune, retrain"):
+        unlearn.get_unlearner("magic")
+
+
+def test_unlearning_is_deterministic_for_a_seed(digits, mlp):
+    forget_ids = random_ids(digits.train.ids, 0.1, 0)
+    forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
+    cset = condense.get_condenser("fdm", ipc=5).condense(digits, mlp, "")
+    a = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN).unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    b = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN).unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(x, y)
