@@ -31,8 +31,8 @@ class ImageSet(torch.utils.data.Dataset):
     """Images, labels and the global ids of the samples they are; a view of a split is again an ImageSet."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, ids: Optional[torch.Tensor] = None):
-        if images.ndim != 4:
-            raise ValueError(f"Expected images of shape (N, C, H, W). Got {tuple(images.shape)}.")
+        if images.ndim < 2:
+            raise ValueError(f"Expected a batch of images (N, C, H, W). Got shape {tuple(images.shape)}.")
         if labels.shape != (images.shape[0],):
             raise ValueError(f"Expected {images.shape[0]} labels. Got shape {tuple(labels.shape)}.")
         self.images = images

@@ -106,7 +106,7 @@ def compare(
     for name in methods:
         settings = {**preset.get("unlearn", {}).get(name, {}), **overrides.get(name, {})}
         unlearner = get_unlearner(name, train_config=train_cfg, seed=seed, **settings)
-        model = unlearner.unlearn(original, retain, forget, condensed=condensed if name != "retrain" else None,
+        model = unlearner.unlearn(original, retain, forget, condensed=condensed if unlearner.requires_condensed else None,
                                   val=splits.val)
         row = model_metrics(model, retain, forget, splits.test, attacks=attacks, seed=seed)
         row["online_seconds"] = unlearner.stats["seconds"]

@@ -14,7 +14,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   "augment": False},
         "condense": {"method": "fdm", "ipc": 10},
         "forget_frac": 0.1,
-        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {"epochs": 4, "lr": 0.01}},
+        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
     },
     "cifar10-cpu-sub": {
         "dataset": "cifar10",
@@ -25,7 +25,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
         "condense": {"method": "fdm", "ipc": 50},
         "forget_frac": 0.1,
-        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {"epochs": 4, "lr": 0.01}},
+        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
     },
     "cifar10-cpu": {
         "dataset": "cifar10",
@@ -36,7 +36,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
         "condense": {"method": "fdm", "ipc": 100},
         "forget_frac": 0.1,
-        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {"epochs": 4, "lr": 0.01}},
+        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
     },
     "cifar10-resnet18": {
         "dataset": "cifar10",
@@ -47,7 +47,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
         "condense": {"method": "fdm", "ipc": 100},
         "forget_count": 4500,
-        "unlearn": {"finetune": {"epochs": 10, "lr": 0.01}, "dcu": {"epochs": 4, "lr": 0.01}},
+        "unlearn": {"finetune": {"epochs": 10, "lr": 0.01}, "dcu": {}},
     },
 }
 

@@ -37,6 +37,16 @@ class ConvNet(nn.Module):
         self.feature_dim = width * size * size
         self.classifier = nn.Linear(self.feature_dim, num_classes)
 
+    def stages(self) -> list:
+        """The forward pass as a list of modules applied in turn: one per conv block, then the head."""
+        blocks, current = [], []
+        for layer in self.features:
+            current.append(layer)
+            if isinstance(layer, nn.AvgPool2d) or layer is self.features[-1]:
+                blocks.append(nn.Sequential(*current))
+                current = []
+        return blocks + [nn.Sequential(nn.Flatten(), self.classifier)]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).flatten(1)
 

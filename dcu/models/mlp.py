@@ -20,6 +20,12 @@ class MLP(nn.Module):
         self.feature_dim = width
         self.classifier = nn.Linear(width, num_classes)
 
+    def stages(self) -> list:
+        """The forward pass as a list of modules applied in turn: flatten + each hidden layer, then the head."""
+        layers = list(self.features)
+        blocks = [nn.Sequential(*layers[:3])] + [nn.Sequential(*layers[i : i + 2]) for i in range(3, len(layers), 2)]
+        return blocks + [self.classifier]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 

@@ -37,12 +37,17 @@ class ResNet(nn.Module):
             for j in range(n):
                 stages.append(BasicBlock(in_planes, planes, stride=2 if (i > 0 and j == 0) else 1))
                 in_planes = planes
-        self.stages = nn.Sequential(*stages)
+        self.blocks = nn.Sequential(*stages)
         self.feature_dim = in_planes
         self.classifier = nn.Linear(in_planes, num_classes)
 
+    def stages(self) -> list:
+        """The forward pass as a list of modules applied in turn: stem, each residual block, then the head."""
+        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), self.classifier)
+        return [self.stem, *self.blocks] + [head]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1)
+        return F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1).flatten(1)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(features)

@@ -29,6 +29,19 @@ class VGG(nn.Module):
         self.feature_dim = channels
         self.classifier = nn.Linear(channels, num_classes)
 
+    def stages(self) -> list:
+        """The forward pass as a list of modules applied in turn: one per conv block (with its pool), then the head."""
+        blocks, current = [], []
+        layers = list(self.features)
+        for i, layer in enumerate(layers):
+            current.append(layer)
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if isinstance(layer, nn.MaxPool2d) or (isinstance(layer, nn.ReLU) and not isinstance(nxt, nn.MaxPool2d)):
+                blocks.append(nn.Sequential(*current))
+                current = []
+        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), self.classifier)
+        return blocks + [head]
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
 
