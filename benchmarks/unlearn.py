@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--methods", default="retrain,finetune,dcu")
+    parser.add_argument("--scenario", default="random", choices=["random", "class", "sequential"],
+                        help="random 10%% (the preset's fraction), one whole class, or 5 sequential requests of 2%%")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--work-dir", default="runs/benchmarks", help="where original models are cached")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/unlearn-<preset>.json)")
@@ -84,8 +86,9 @@ def main(argv=None) -> int:
         key, value = item.split("=", 1)
         method, setting = key.split(".", 1)
         overrides.setdefault(method, {})[setting] = json.loads(value)
-    out = Path(args.out) if args.out else RESULTS / f"unlearn-{args.preset}.json"
-    report = {"benchmark": "unlearn", "preset": args.preset, "versions": versions(), "command": " ".join(sys.argv),
+    suffix = "" if args.scenario == "random" else f"-{args.scenario}"
+    out = Path(args.out) if args.out else RESULTS / f"unlearn-{args.preset}{suffix}.json"
+    report = {"benchmark": "unlearn", "preset": args.preset, "scenario": args.scenario, "versions": versions(), "command": " ".join(sys.argv),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "overrides": overrides, "runs": []}
 
     def write(partial=None):
@@ -93,14 +96,15 @@ def main(argv=None) -> int:
         atomic_write_json({**report, "runs": runs, "summary": summarise([r for r in runs if r["methods"]])}, out)
 
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        result = compare(args.preset, seed=seed, methods=args.methods.split(","), data_root=args.data_root,
+        result = compare(args.preset, seed=seed, methods=args.methods.split(","), scenario=args.scenario,
+                         data_root=args.data_root,
                          work_dir=args.work_dir, on_update=write, method_overrides=overrides)
         report["runs"].append(result)
         write()
-        print(f"\n## {args.preset}, seed {seed}\n\n{table(result)}\n", flush=True)
+        print(f"\n## {args.preset}, {args.scenario}, seed {seed}\n\n{table(result)}\n", flush=True)
     summary = summarise(report["runs"])
     text = summary_table(summary)
-    print(f"\n## {args.preset}: mean ± std over {len(report['runs'])} seed(s)\n\n{text}\n")
+    print(f"\n## {args.preset}, {args.scenario}: mean ± std over {len(report['runs'])} seed(s)\n\n{text}\n")
     atomic_write_text(text + "\n", out.with_suffix(".md"))
     return 0
 

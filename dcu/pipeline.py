@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
 
@@ -57,20 +57,41 @@ def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cac
     return model, meta
 
 
+SCENARIOS = ("random", "class", "sequential")
+
+
+def forget_requests(splits: DatasetSplits, scenario: str, seed: int, *, frac: float = 0.1, forget_class: int = 0,
+                    requests: int = 5, request_frac: float = 0.02) -> List[torch.Tensor]:
+    """The forget requests of a scenario: one random fraction, one whole class, or several disjoint small ones."""
+    if scenario == "random":
+        return [random_ids(splits.train.ids, frac, seed)]
+    if scenario == "class":
+        return [splits.train.ids[splits.train.labels == forget_class]]
+    if scenario == "sequential":
+        ids = splits.train.ids[torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(seed))]
+        size = max(1, int(round(request_frac * len(ids))))
+        return [torch.sort(ids[i * size : (i + 1) * size]).values for i in range(requests)]
+    raise ValueError(f"Unknown scenario '{scenario}'. Valid values are: {', '.join(SCENARIOS)}.")
+
+
 def compare(
     preset_name: str,
     *,
     seed: int = 0,
     methods: Iterable[str] = ("retrain", "finetune", "dcu"),
+    scenario: str = "random",
     data_root: Optional[str] = None,
     work_dir: Optional[str | os.PathLike] = None,
     attacks: Iterable[str] = ("loss_lr",),
     on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
     method_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
 ) -> Dict[str, Any]:
-    """Run one preset and seed: original, condensed set, every method on random forgetting, all evaluated.
+    """Run one preset, seed and scenario: the original, the condensed set, then every method, all evaluated.
 
-    ``on_update(result)`` is called after each part, so a long run can write what has finished.
+    In the ``sequential`` scenario each request is applied to the previous request's model (and refreshed
+    condensed set); ``retrain`` trains once on what remains after the last. In the ``class`` scenario the
+    test accuracy is on the other classes (``test_forget_class_acc`` beside it). ``on_update(result)`` is
+    called after each part, so a long run can write what has finished.
     """
     from condense import get_condenser
     from unlearn import get_unlearner
@@ -78,18 +99,31 @@ def compare(
     preset = get_preset(preset_name)
     work = Path(work_dir) if work_dir else None
     splits = prepare_splits(preset, data_root)
-    forget_ids = random_ids(splits.train.ids, preset.get("forget_frac", 0.1), seed)
+    requests = forget_requests(splits, scenario, seed, frac=preset.get("forget_frac", 0.1))
+    forget_ids = torch.sort(torch.cat(requests)).values
     forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    test = splits.test
+    if scenario == "class":
+        test = splits.test.subset(splits.test.ids[splits.test.labels != int(forget.labels[0])])
     result: Dict[str, Any] = {
-        "preset": preset_name, "seed": seed, "machine": machine(), "dataset": splits.name,
+        "preset": preset_name, "seed": seed, "scenario": scenario, "requests": len(requests),
+        "machine": machine(), "dataset": splits.name,
         "split_sizes": {"train": len(splits.train), "retain": len(retain), "forget": len(forget),
-                        "val": len(splits.val) if splits.val is not None else 0, "test": len(splits.test)},
+                        "val": len(splits.val) if splits.val is not None else 0, "test": len(test)},
         "forget_hash": ids_hash(forget_ids), "config": preset, "methods": {},
     }
+
+    def metrics(model) -> Dict[str, Any]:
+        row = model_metrics(model, retain, forget, test, attacks=attacks, seed=seed)
+        if scenario == "class":
+            from .train import accuracy
+
+            row["test_forget_class_acc"] = accuracy(model, splits.test.without(test.ids))
+        return row
+
     cache = work / f"original-{preset_name}-seed{seed}.pt" if work else None
     original, meta = train_original(splits, preset, seed, cache)
-    result["original"] = {**model_metrics(original, retain, forget, splits.test, attacks=attacks, seed=seed),
-                          "train_seconds": meta["times"]["online_seconds"]}
+    result["original"] = {**metrics(original), "train_seconds": meta["times"]["online_seconds"]}
     if on_update:
         on_update(result)
 
@@ -105,12 +139,22 @@ def compare(
     overrides = method_overrides or {}
     for name in methods:
         settings = {**preset.get("unlearn", {}).get(name, {}), **overrides.get(name, {})}
-        unlearner = get_unlearner(name, train_config=train_cfg, seed=seed, **settings)
-        model = unlearner.unlearn(original, retain, forget, condensed=condensed if unlearner.requires_condensed else None,
-                                  val=splits.val)
-        row = model_metrics(model, retain, forget, splits.test, attacks=attacks, seed=seed)
-        row["online_seconds"] = unlearner.stats["seconds"]
-        row["stats"] = {k: v for k, v in unlearner.stats.items() if k != "seconds"}
+        model, cset, seconds, stats = original, condensed, [], []
+        chain = [forget_ids] if name == "retrain" else requests
+        forgotten = torch.empty(0, dtype=torch.long)
+        for request in chain:
+            unlearner = get_unlearner(name, train_config=train_cfg, seed=seed, **settings)
+            remaining = splits.train.without(torch.cat([forgotten, request]))
+            model = unlearner.unlearn(model, remaining, splits.train.subset(request),
+                                      condensed=cset if unlearner.requires_condensed else None, val=splits.val)
+            cset = getattr(unlearner, "refreshed", cset)
+            forgotten = torch.cat([forgotten, request])
+            seconds.append(unlearner.stats["seconds"])
+            stats.append({k: v for k, v in unlearner.stats.items() if k != "seconds"})
+        row = metrics(model)
+        row["online_seconds"] = sum(seconds) / len(seconds)  # per request
+        row["online_seconds_total"] = sum(seconds)
+        row["stats"] = stats if len(stats) > 1 else stats[0]
         row["config"] = unlearner.config_dict()
         if unlearner.requires_condensed and "condense" in result:
             row["offline_seconds"] = result["condense"]["offline_seconds"]
