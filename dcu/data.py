@@ -165,10 +165,12 @@ def _data_root(root: Optional[str | os.PathLike]) -> Path:
 
 
 def _normalise(images_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    x = images_uint8.float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return x.sub_(m).div_(s)
+    """(x / 255 - mean) / std in two passes over memory: the float conversion and one fused multiply-add."""
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    scale = 1.0 / (255.0 * std_t)
+    bias = -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t
+    x = images_uint8.to(torch.float32)
+    return torch.addcmul(bias, x, scale, out=x)
 
 
 def _from_uint8(name: str, raw: Dict[str, object], mean=None, std=None, info=None) -> DatasetSplits:

@@ -39,7 +39,8 @@ def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cac
     """Train (or load from ``cache``) the original model of a preset and seed; returns (model, meta)."""
     if cache is not None and cache.exists():
         model, meta = load_checkpoint(cache, splits)
-        if meta.get("train_ids_hash") == ids_hash(splits.train.ids) and meta.get("seed") == seed:
+        if (meta.get("train_ids_hash") == ids_hash(splits.train.ids) and meta.get("seed") == seed
+                and meta.get("arch") == preset["model"] and meta.get("train_config", {}).get("epochs") == preset["train"]["epochs"]):
             log.info("Reusing the original model in %s.", cache)
             return model, meta
     torch.manual_seed(seed)
@@ -85,6 +86,7 @@ def compare(
     attacks: Iterable[str] = ("loss_lr",),
     on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
     method_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
+    preset_overrides: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Run one preset, seed and scenario: the original, the condensed set, then every method, all evaluated.
 
@@ -96,7 +98,7 @@ def compare(
     from condense import get_condenser
     from unlearn import get_unlearner
 
-    preset = get_preset(preset_name)
+    preset = {**get_preset(preset_name), **(preset_overrides or {})}
     work = Path(work_dir) if work_dir else None
     splits = prepare_splits(preset, data_root)
     requests = forget_requests(splits, scenario, seed, frac=preset.get("forget_frac", 0.1))
@@ -121,7 +123,7 @@ def compare(
             row["test_forget_class_acc"] = accuracy(model, splits.test.without(test.ids))
         return row
 
-    cache = work / f"original-{preset_name}-seed{seed}.pt" if work else None
+    cache = work / f"original-{preset_name}-{preset['model']}-seed{seed}.pt" if work else None
     original, meta = train_original(splits, preset, seed, cache)
     result["original"] = {**metrics(original), "train_seconds": meta["times"]["online_seconds"]}
     if on_update:

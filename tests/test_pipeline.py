@@ -1,0 +1,34 @@
+"""The job the demo, benchmarks and examples share, in its three scenarios (smoke preset: digits + MLP)."""
+import pytest
+import torch
+
+from dcu.pipeline import compare, forget_requests, table
+
+
+def test_class_wise_forgetting_removes_the_class_and_keeps_the_rest():
+    result = compare("smoke", seed=0, scenario="class", methods=("retrain", "dcu"))
+    retrain, dcu_row = result["methods"]["retrain"], result["methods"]["dcu"]
+    assert result["original"]["forget_acc"] > 0.95
+    assert retrain["forget_acc"] < 0.05 and dcu_row["forget_acc"] < 0.05
+    assert dcu_row["test_forget_class_acc"] < 0.1
+    assert dcu_row["retain_acc"] > retrain["retain_acc"] - 0.02 and dcu_row["test_acc"] > retrain["test_acc"] - 0.03
+    assert "| dcu |" in table(result)
+
+
+def test_sequential_requests_chain_models_and_condensed_sets():
+    result = compare("smoke", seed=1, scenario="sequential", methods=("retrain", "dcu"))
+    dcu_row = result["methods"]["dcu"]
+    assert result["requests"] == 5 and len(dcu_row["stats"]) == 5
+    images = [s["condensed_images"] for s in dcu_row["stats"]]
+    assert images == sorted(images, reverse=True)  # buckets only ever lose members
+    assert abs(dcu_row["forget_acc"] - result["methods"]["retrain"]["forget_acc"]) < 0.05
+
+
+def test_forget_requests_are_disjoint_and_reproducible(digits):
+    a = forget_requests(digits, "sequential", 3)
+    b = forget_requests(digits, "sequential", 3)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    joined = torch.cat(a)
+    assert len(torch.unique(joined)) == len(joined) and torch.isin(joined, digits.train.ids).all()
+    with pytest.raises(ValueError, match="Valid values are: random, class, sequential"):
+        forget_requests(digits, "everything", 0)
