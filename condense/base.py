@@ -171,12 +171,7 @@ def register_condenser(cls):
 
 
 def get_condenser(name: str, **cfg: Any) -> Condenser:
-    cls = CONDENSERS.get(name)
-    known = {f.name for f in fields(cls.Config)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"Unknown setting(s) {unknown} for condensation method '{name}'. Valid: {sorted(known)}.")
-    return cls(**cfg)
+    return CONDENSERS.create(name, **cfg)
 
 
 def list_condensers() -> List[str]:

@@ -79,7 +79,7 @@ class FastDistributionMatching(Condenser):
             out = torch.zeros(num_groups, *images.shape[1:])
             return out.index_add(0, group, w.view(-1, 1, 1, 1) * images)
 
-        for _ in progress(range(steps), desc=desc, unit="step"):
+        for _ in progress(range(steps), desc=desc, unit="step", disable=steps == 0):
             loss = (((extractor.forward_features(combine()) - targets) ** 2).sum(1) / norm).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -4,6 +4,12 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict
 
+# ConvNet-64 with instance norm, 30 epochs of SGD with one-cycle lr 0.05, flip + 4-pixel crop (DESIGN §5)
+_CIFAR_CPU_TRAIN = {"epochs": 30, "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
+                    "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4}
+_CIFAR_CPU = {"dataset": "cifar10", "model": "convnet", "model_args": {"width": 64}, "train": _CIFAR_CPU_TRAIN,
+              "forget_frac": 0.1, "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}}}
+
 PRESETS: Dict[str, Dict[str, Any]] = {
     "smoke": {
         "dataset": "digits",
@@ -16,28 +22,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "forget_frac": 0.1,
         "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
     },
-    "cifar10-cpu-sub": {
-        "dataset": "cifar10",
-        "subsample": {"per_class": 1000, "val_per_class": 100},
-        "model": "convnet",
-        "model_args": {"width": 64},
-        "train": {"epochs": 30, "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
-                  "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
-        "condense": {"method": "fdm", "ipc": 50},
-        "forget_frac": 0.1,
-        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
-    },
-    "cifar10-cpu": {
-        "dataset": "cifar10",
-        "val_frac": 0.1,
-        "model": "convnet",
-        "model_args": {"width": 64},
-        "train": {"epochs": 30, "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
-                  "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
-        "condense": {"method": "fdm", "ipc": 100},
-        "forget_frac": 0.1,
-        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
-    },
+    # 10,000-image balanced subset of CIFAR-10 train, 100 held-out train images per class as validation
+    "cifar10-cpu-sub": {**_CIFAR_CPU, "subsample": {"per_class": 1000, "val_per_class": 100},
+                        "condense": {"method": "fdm", "ipc": 50}},
+    # all of CIFAR-10 train less a 10% held-out validation split
+    "cifar10-cpu": {**_CIFAR_CPU, "val_frac": 0.1, "condense": {"method": "fdm", "ipc": 100}},
     "cifar10-resnet18": {
         "dataset": "cifar10",
         "val_frac": 0.1,

@@ -1,6 +1,7 @@
 """A registry per kind of thing: a dict, a decorator that refuses duplicates, list and get."""
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from typing import Any, Callable, Dict, List, Optional
 
@@ -27,6 +28,21 @@ class Registry:
             valid = ", ".join(sorted(self._entries)) or "(none registered)"
             raise ValueError(f"Unknown {self.kind} '{name}'. Valid values are: {valid}.")
         return self._entries[name]
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        """Build ``name`` with settings checked against its ``Config`` dataclass (when it has one).
+
+        Keyword arguments the builder takes itself (not settings) go in ``kwargs['_builder']``.
+        """
+        builder = self.get(name)
+        builder_kwargs = kwargs.pop("_builder", {})
+        config_cls = getattr(builder, "Config", None)
+        if config_cls is not None and dataclasses.is_dataclass(config_cls):
+            known = {f.name for f in dataclasses.fields(config_cls)}
+            unknown = sorted(set(kwargs) - known)
+            if unknown:
+                raise ValueError(f"Unknown setting(s) {unknown} for {self.kind} '{name}'. Valid: {sorted(known)}.")
+        return builder(**builder_kwargs, **kwargs)
 
     def names(self, include: Optional[str] = None) -> List[str]:
         names = sorted(self._entries)

@@ -6,7 +6,7 @@ literature has one.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -74,12 +74,7 @@ def register_attack(cls):
 
 
 def get_attack(name: str, **cfg: Any) -> Attack:
-    cls = ATTACKS.get(name)
-    known = {f.name for f in fields(cls.Config)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"Unknown setting(s) {unknown} for attack '{name}'. Valid: {sorted(known)}.")
-    return cls(**cfg)
+    return ATTACKS.create(name, **cfg)
 
 
 def list_attacks() -> List[str]:

@@ -93,12 +93,7 @@ def register_unlearner(cls):
 
 
 def get_unlearner(name: str, *, train_config: Optional[TrainConfig] = None, **cfg: Any) -> Unlearner:
-    cls = UNLEARNERS.get(name)
-    known = {f.name for f in fields(cls.Config)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"Unknown setting(s) {unknown} for unlearning method '{name}'. Valid: {sorted(known)}.")
-    return cls(train_config=train_config, **cfg)
+    return UNLEARNERS.create(name, _builder={"train_config": train_config}, **cfg)
 
 
 def list_unlearners() -> List[str]:
