@@ -28,6 +28,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_pickle_carrying_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "payload-ran"
     payload = _Payload()

@@ -45,6 +45,7 @@ class DCUConfig(UnlearnConfig):
     retain_weight: float = 1.0     # weight of the condensed-set terms against the forget term
     tail_stages: int = 2           # blocks trained, counted from the head (1: the classifier alone)
     views: int = 1                 # views for the margin ranking (more: also flipped/cropped copies)
+    calibration_size: int = 2000   # held-out images used for the loss quantiles (a random subset of val)
 
 
 def _without(probs: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
@@ -95,9 +96,11 @@ class DCU(Unlearner):
         trunk.eval().requires_grad_(False)
         h_forget, h_syn = predict(trunk, forget.images), predict(trunk, synthetic.images)
         logits_forget, logits_syn = predict(tail, h_forget), predict(tail, h_syn)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        if len(val) > cfg.calibration_size:
+            val = val.subset(val.ids[torch.randperm(len(val), generator=gen)[: cfg.calibration_size]])
         held_out_loss = F.cross_entropy(predict(model, val.images), val.labels, reduction="none")
         margin = _margin(logits_forget, forget.labels)
-        gen = torch.Generator().manual_seed(cfg.seed)
         for _ in range(cfg.views - 1):
             view = augment_batch(forget.images, flip=self.train_config.flip, padding=self.train_config.crop_padding,
                                  generator=gen)
