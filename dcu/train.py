@@ -85,11 +85,13 @@ def train(
     *,
     loss_fn: LossFn = cross_entropy,
     desc: str = "train",
+    on_epoch: Optional[Callable[[int], None]] = None,
 ) -> Dict[str, List[float]]:
     """Train ``model`` in place on ``data``; returns the mean loss per epoch.
 
     ``loss_fn(model, x, y, idx)`` gives the loss of an (augmented) batch, ``idx`` its positions in ``data``;
     methods that add terms (distillation, a forget-set signal) pass their own and keep this loop.
+    ``on_epoch(epoch)`` runs before each epoch (e.g. to re-derive targets from the model as it is).
     """
     if len(data) == 0:
         raise ValueError("Cannot train on an empty set of samples.")
@@ -103,7 +105,9 @@ def train(
     model.train()
     step = 0
     bar = progress(range(cfg.epochs), desc=desc, unit="epoch")
-    for _ in bar:
+    for epoch in bar:
+        if on_epoch is not None:
+            on_epoch(epoch)
         order = torch.randperm(len(data), generator=generator)
         running, batches = 0.0, 0
         for start in range(0, len(order), cfg.batch_size):
