@@ -170,6 +170,11 @@ def cmd_forget(args) -> int:
         if condensed.source.get("holdout") not in (None, meta.get("holdout")):
             raise ValueError(f"{args.condensed} was made with held-out split {condensed.source['holdout']}, but "
                              f"{args.model} with {meta.get('holdout')}.")
+        lineage = {meta["hash"]} | {step.get("hash") for step in meta.get("lineage", [])}
+        made_with = condensed.source.get("model_hash")
+        if made_with and made_with not in lineage:
+            raise ValueError(f"{args.condensed} was condensed with model {made_with}, which is neither {args.model} "
+                             f"({meta['hash']}) nor one of its ancestors.")
         stale = torch.isin(condensed.members, earlier)
         if stale.any():
             raise ValueError(f"{args.condensed} still holds id {int(condensed.members[stale][0])}, which an earlier "

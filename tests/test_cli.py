@@ -93,6 +93,11 @@ def test_wrong_files_are_named(workdir, tmp_path, capsys):
     assert dcu_cli("forget", "--dataset", "digits", "--model", str(w / "original.pt"), "--condensed",
                    str(w / "original.pt"), "--forget-frac", "0.1", "--method", "dcu", "--out", str(tmp_path / "x.pt")) == 2
     assert "is not a dcu condensed set" in capsys.readouterr().err
+    assert dcu_cli("train", "--dataset", "digits", "--model", "mlp", "--epochs", "2", "--seed", "3",
+                   "--out", str(tmp_path / "other.pt")) == 0
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(tmp_path / "other.pt"), "--condensed",
+                   str(w / "condensed.pt"), "--forget-frac", "0.1", "--method", "dcu", "--out", str(tmp_path / "x.pt")) == 2
+    assert "neither" in capsys.readouterr().err
     assert dcu_cli("train", "--dataset", "nope", "--model", "mlp", "--out", str(tmp_path / "x.pt")) == 2
     assert "Unknown dataset 'nope'" in capsys.readouterr().err
     assert dcu_cli("forget", "--dataset", "digits", "--model", str(w / "original.pt"), "--forget-frac", "0.1",
