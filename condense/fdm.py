@@ -16,7 +16,6 @@ shaped). The model the set was made with travels inside the artifact, so refresh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch

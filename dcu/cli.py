@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 

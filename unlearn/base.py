@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn as nn
