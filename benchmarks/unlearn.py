@@ -19,18 +19,22 @@ from pathlib import Path
 # This file shares its name with the `unlearn` package: keep its own folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import torch  # noqa: E402
+
 from dcu.checkpoint import versions  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text
 from dcu.pipeline import compare, table
 from dcu.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COLUMNS = ("retain_acc", "forget_acc", "test_acc", "mia", "indiscernibility", "online_seconds", "rte")
+COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "mia", "indiscernibility", "online_seconds", "rte")
 
 
 def _value(row, column):
     if column == "mia":
         return row["mia"]["loss_lr"]["headline"]
+    if column == "avg_gap":
+        return row.get("gap", {}).get("avg_gap")
     return row.get(column)
 
 
@@ -69,7 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="cifar10-cpu-sub")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--methods", default="retrain,finetune,dcu")
+    parser.add_argument("--methods", default="retrain,finetune,dcu",
+                        help="comma-separated, or 'all' (every registered method, retrain first)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--scenario", default="random", choices=["random", "class", "sequential"],
                         help="random 10%% (the preset's fraction), one whole class, or 5 sequential requests of 2%%")
     parser.add_argument("--data-root", default=None)
@@ -81,6 +87,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     set_quiet(args.quiet)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    methods = args.methods.split(",")
+    if args.methods == "all":
+        from unlearn import list_unlearners
+
+        methods = ["retrain"] + [m for m in list_unlearners() if m not in ("retrain", "dcu")] + ["dcu"]
     overrides = {}
     for item in args.set:
         key, value = item.split("=", 1)
@@ -96,7 +109,7 @@ def main(argv=None) -> int:
         atomic_write_json({**report, "runs": runs, "summary": summarise([r for r in runs if r["methods"]])}, out)
 
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        result = compare(args.preset, seed=seed, methods=args.methods.split(","), scenario=args.scenario,
+        result = compare(args.preset, seed=seed, methods=methods, scenario=args.scenario,
                          data_root=args.data_root,
                          work_dir=args.work_dir, on_update=write, method_overrides=overrides)
         report["runs"].append(result)

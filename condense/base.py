@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
@@ -75,8 +76,10 @@ class CondensedSet:
         )
         emptied = affected[~torch.isin(affected, new.member_bucket)]
         remade = affected[torch.isin(affected, new.member_bucket)]
+        condenser = get_condenser(self.method, **self.config)
+        if condenser.shared_state and len(affected):   # every image depends on every member: re-make them all
+            remade = torch.unique(new.image_bucket[torch.isin(new.image_bucket, new.member_bucket)])
         if len(remade):
-            condenser = get_condenser(self.method, **self.config)
             rows = torch.isin(new.image_bucket, remade)
             new.images[rows] = condenser.remake(new, remade, retain, forget, old=self, forget_ids=forget_ids)
         if len(emptied):
@@ -128,9 +131,41 @@ class Condenser:
     name: str = ""
     Config = CondenseConfig
     needs_model: bool = False
+    shared_state: bool = False   # images share learned state (e.g. one inverter), so a refresh re-makes all of them
 
     def __init__(self, cfg: Optional[CondenseConfig] = None, **kwargs: Any):
         self.cfg = cfg if cfg is not None else self.Config(**kwargs)
+        self.progress_path: Optional[Path] = None   # where an iterative method checkpoints its progress
+        self.progress_every: int = 50               # ... every this many iterations
+        self.history: List[float] = []              # the matching loss per iteration, for the loss plot
+
+    def resumable(self, path: str | os.PathLike, every: int = 50) -> "Condenser":
+        """Checkpoint progress to ``path`` every ``every`` iterations and continue from it when it exists.
+
+        A run resumed from such a file reaches the same synthetic set as an uninterrupted run with the same
+        seed: the images, the optimiser's state and the random generator are all saved.
+        """
+        if every < 1:
+            raise ValueError(f"The checkpoint interval must be at least 1 iteration. Got {every}.")
+        self.progress_path, self.progress_every = Path(path), every
+        return self
+
+    def load_progress(self, tag: str) -> Optional[Dict[str, Any]]:
+        if self.progress_path is None or not self.progress_path.exists():
+            return None
+        saved = safe_load(self.progress_path, what="dcu condensation checkpoint")
+        if not isinstance(saved, dict) or saved.get("format") != "dcu-condense-progress":
+            raise ArtifactError(f"{self.progress_path} is not a dcu condensation checkpoint.")
+        if saved["method"] != self.name or saved["config"] != asdict(self.cfg) or saved["tag"] != tag:
+            raise ArtifactError(f"{self.progress_path} is the checkpoint of another run ({saved['method']}, "
+                                f"{saved['tag']}, {saved['config']}); remove it or pass the same settings.")
+        return saved
+
+    def save_progress(self, tag: str, iteration: int, total: int, **state: Any) -> None:
+        if self.progress_path is None or (iteration % self.progress_every and iteration != total):
+            return
+        atomic_save({"format": "dcu-condense-progress", "method": self.name, "config": asdict(self.cfg), "tag": tag,
+                     "iteration": iteration, "history": list(self.history), **state}, self.progress_path)
 
     def condense(self, splits: DatasetSplits, model: Optional[nn.Module] = None, model_hash: str = "") -> CondensedSet:
         if self.needs_model and model is None:

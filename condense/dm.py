@@ -3,12 +3,14 @@ reference code VICO-UoE/DatasetCondensation ``main_DM.py``).
 
 Each iteration samples a freshly initialised ConvNet, embeds a real batch and the synthetic images of
 every class, and moves the synthetic pixels (SGD, lr 1, momentum 0.5) to match the per-class mean
-embeddings. The classes are batched into one forward pass: the ConvNet's instance norm works per image,
+embeddings, both batches under the same DSA augmentation as in the reference (``dsa``; one family per step,
+one parameter draw per class). The classes are batched into one forward pass: the ConvNet's instance norm works per image,
 so this is the same objective as the reference's per-class loop. Images start from real ones. A DM image
 summarises its whole class, so a refresh re-runs DM on the class's remaining members.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -18,6 +20,7 @@ from dcu.models import create_model
 from dcu.progress import progress
 
 from .base import CondenseConfig, Condenser, class_positions, new_set, register_condenser
+from .dsa import for_images
 
 
 @dataclass
@@ -28,6 +31,9 @@ class DMConfig(CondenseConfig):
     batch_real: int = 256       # real images per class per iteration (reference)
     net_width: int = 128        # the randomly initialised ConvNet's width and depth (reference ConvNet)
     net_depth: int = 3
+    dsa: bool = True            # the reference matches under DSA (one draw per class, shared by real and synthetic)
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    max_seconds: Optional[float] = None   # stop early once this much time is spent (a CPU budget)
 
 
 @register_condenser
@@ -46,8 +52,20 @@ class DistributionMatching(Condenser):
         slot = {c: i for i, c in enumerate(classes)}
         syn_group = torch.tensor([slot[int(c)] for c in syn_labels])
         syn_count = torch.bincount(syn_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
-        bar = progress(range(cfg.iterations), desc=desc, unit="it")
-        for _ in bar:
+        dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
+        self.history, first = [], 0
+        saved = self.load_progress(desc)
+        if saved is not None:
+            with torch.no_grad():
+                syn.copy_(saved["syn"])
+            optimizer.load_state_dict(saved["optimizer"])
+            gen.set_state(saved["generator"])
+            self.history, first = list(saved["history"]), saved["iteration"]
+        bar = progress(range(first, cfg.iterations), desc=desc, unit="it", initial=first, total=cfg.iterations)
+        started = time.perf_counter()
+        for iteration in bar:
+            if cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds:
+                break
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
             net = create_model("convnet", in_channels=in_ch, num_classes=1, image_size=size, width=cfg.net_width,
                                depth=cfg.net_depth)
@@ -55,17 +73,24 @@ class DistributionMatching(Condenser):
             picks = [pool[torch.randperm(len(pool), generator=gen)[: cfg.batch_real]] for pool in pools]
             real = images[torch.cat(picks)]
             real_group = torch.cat([torch.full((len(p),), i) for i, p in enumerate(picks)])
+            fake = syn
+            if dsa is not None:
+                per_class = dsa.sample(gen, len(classes))
+                real, fake = dsa(real, dsa.take(per_class, real_group)), dsa(syn, dsa.take(per_class, syn_group))
             with torch.no_grad():
                 emb_real = net.forward_features(real)
             mean_real = torch.zeros(len(classes), emb_real.shape[1]).index_add_(0, real_group, emb_real)
             mean_real /= torch.bincount(real_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
-            emb_syn = net.forward_features(syn)
+            emb_syn = net.forward_features(fake)
             mean_syn = torch.zeros(len(classes), emb_syn.shape[1]).index_add(0, syn_group, emb_syn) / syn_count
             loss = ((mean_real - mean_syn) ** 2).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             bar.set_postfix(loss=f"{loss.item():.2f}")
+            self.history.append(loss.item())
+            self.save_progress(desc, iteration + 1, cfg.iterations, syn=syn.detach(),
+                               optimizer=optimizer.state_dict(), generator=gen.get_state())
         return syn.detach()
 
     def build(self, train, num_classes, model: Optional[torch.nn.Module]):
@@ -75,7 +100,8 @@ class DistributionMatching(Condenser):
         syn = self._match(train.images, train.labels, pools, list(range(num_classes)), train.images[init],
                           train.labels[init], self.cfg.seed, "dm")
         labels = train.labels[init].clone()
-        return new_set(syn, labels, labels.clone(), train.ids.clone(), train.labels.clone())
+        return new_set(syn, labels, labels.clone(), train.ids.clone(), train.labels.clone(),
+                       state={"loss_history": list(self.history)})
 
     def remake(self, cset, buckets, retain, forget, *, old, forget_ids):
         classes = [int(b) for b in buckets]  # a DM bucket is a class

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -27,6 +27,7 @@ EPILOG = """examples:
   dcu forget --dataset digits --model original.pt --condensed condensed.pt --ids forget.txt --method dcu --out unlearned.pt
   dcu forget --dataset digits --model original.pt --ids forget.txt --method retrain --out retrained.pt
   dcu evaluate --dataset digits --model unlearned.pt --forget forget.txt --reference retrained.pt --out report.json
+  dcu tune --dataset digits --model original.pt --ids forget.txt --method salun --trials 20 --out tune.json
 """
 
 
@@ -77,6 +78,10 @@ def _auto_augment(splits) -> Dict[str, Any]:
     return {"augment": rgb, "flip": rgb and splits.name != "svhn"}
 
 
+# what each step of a model's lineage keeps of its checkpoint's metadata (``dcu history`` prints it)
+LINEAGE_KEYS = ("hash", "kind", "method", "method_config", "parent_hash", "forget_hash", "forget_count", "times",
+                "created", "versions", "num_trained_on")
+
 # --- commands -----------------------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
@@ -125,18 +130,37 @@ def cmd_condense(args) -> int:
         if meta.get("forgotten_ids"):
             splits.train = splits.train.without(torch.tensor(meta["forgotten_ids"]))
     condenser = get_condenser(args.method, ipc=args.ipc, seed=args.seed, **_settings(args.set))
+    progress_file = Path(args.checkpoint) if args.checkpoint else Path(args.out).with_suffix(".progress.pt")
+    if args.resume and not progress_file.exists():
+        raise FileNotFoundError(f"--resume: no progress checkpoint at {progress_file} (pass --checkpoint PATH).")
+    if not args.resume and progress_file.exists() and not args.checkpoint:
+        progress_file.unlink()   # a fresh run does not pick up a stale checkpoint by accident
+    condenser.resumable(progress_file, every=args.checkpoint_every)
     cset = condenser.condense(splits, model, meta["hash"] if meta else "")
     cset.source["holdout"] = (meta or {}).get("holdout", {"frac": args.val_frac, "seed": 0})
+    if args.eval_runs:
+        from condense.protocol import evaluate_condensed
+
+        cset.state["evaluation"] = result = evaluate_condensed(cset, splits, runs=args.eval_runs,
+                                                               protocol=args.protocol, seed=args.seed)
+        log.info("Test accuracy of fresh %s trained on the condensed set (%s, %d runs): %.2f ± %.2f %%",
+                 result["model"]["arch"], result["protocol"], result["runs"], 100 * result["mean"], 100 * result["std"])
     cset.save(args.out)
+    if progress_file.exists():
+        progress_file.unlink()
     log.info("Condensed %d training images into %d with '%s' in %.1f s -> %s", len(splits.train), len(cset),
              args.method, cset.timings["condense_seconds"], args.out)
     if args.plots:
-        from .plots import image_grid
+        from .plots import image_grid, loss_curve
 
         png = Path(args.out).with_suffix(".png")
         image_grid(cset.images, cset.labels, splits.classes, splits.mean, splits.std, png,
                    per_class=min(10, args.ipc), title=f"{args.method}, {args.ipc} per class")
         log.info("Image grid -> %s", png)
+        if cset.state.get("loss_history"):
+            curve = Path(args.out).with_name(Path(args.out).stem + "-loss.png")
+            loss_curve(cset.state["loss_history"], curve, title=f"{args.method}, {args.ipc} per class")
+            log.info("Loss curve -> %s", curve)
     return 0
 
 
@@ -153,8 +177,10 @@ def cmd_forget(args) -> int:
     from .checkpoint import check_fits
 
     check_fits(meta, splits, args.model)
-    forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
     earlier = torch.tensor(meta.get("forgotten_ids", []), dtype=torch.long)
+    # a fraction or a class is drawn from what the model still holds; an explicit id list must not repeat ids
+    remaining = replace(splits, train=splits.train.without(earlier)) if len(earlier) and not args.ids else splits
+    forget_ids = resolve(remaining, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
     again = torch.isin(forget_ids, earlier)
     if again.any():
         raise ForgetRequestError(f"Id {int(forget_ids[again][0])} was already forgotten by an earlier request "
@@ -182,7 +208,7 @@ def cmd_forget(args) -> int:
     train_cfg = TrainConfig(**meta["train_config"])
     unlearner = get_unlearner(args.method, train_config=train_cfg, seed=args.seed, **_settings(args.set))
     unlearned = unlearner.unlearn(model, retain, forget, condensed=condensed, val=splits.val)
-    parent = {k: meta.get(k) for k in ("hash", "method", "forget_hash")}
+    parent = {k: meta.get(k) for k in LINEAGE_KEYS}
     new_meta = {**{k: v for k, v in meta.items() if k not in ("hash", "created", "versions")},
                 "kind": "unlearned", "parent_hash": meta["hash"], "forget_hash": ids_hash(forget_ids),
                 "forget_count": int(len(forget_ids)), "forgotten_ids": sorted(set(earlier.tolist()) | set(forget_ids.tolist())),
@@ -243,6 +269,73 @@ def _bar_row(metrics: Dict[str, Any]) -> Dict[str, float]:
     if "loss_lr" in metrics["mia"]:
         row["mia"] = metrics["mia"]["loss_lr"]["headline"]
     return row
+
+
+def cmd_tune(args) -> int:
+    from .checkpoint import check_fits, load_checkpoint
+    from .forget import resolve
+    from .io import atomic_write_json, ids_hash
+    from .train import TrainConfig
+    from .tune import tune
+
+    model, meta = load_checkpoint(args.model)
+    splits = _splits_for(args, meta)
+    check_fits(meta, splits, args.model)
+    forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
+    reference = None
+    if args.reference:
+        reference, ref_meta = load_checkpoint(args.reference)
+        if ref_meta.get("forget_hash") not in (None, ids_hash(forget_ids)):
+            raise ValueError(f"{args.reference} was retrained for another forget request "
+                             f"({ref_meta.get('forget_hash')}), not this one.")
+    condensed = None
+    if args.condensed:
+        from condense import load_condensed
+
+        condensed = load_condensed(args.condensed)
+        condensed.check_fits(splits, args.condensed)
+    out = Path(args.out)
+
+    def write(partial):
+        atomic_write_json(out, {**partial, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": False})
+
+    result = tune(args.method, model, splits, forget_ids, train_config=TrainConfig(**meta["train_config"]),
+                  trials=args.trials, seed=args.seed, fixed=_settings(args.set), reference=reference,
+                  condensed=condensed, on_trial=write)
+    atomic_write_json(out, {**result, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": True})
+    log.info("Tuned '%s' over %d trials: %s (objective sum %.4f) -> %s", args.method, args.trials,
+             result["best"]["settings"], result["best"]["sum"], out)
+    return 0
+
+
+def history(meta: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The chain of steps from the original to this model, oldest first."""
+    return list(meta.get("lineage", [])) + [{k: meta.get(k) for k in LINEAGE_KEYS}]
+
+
+def cmd_history(args) -> int:
+    from .checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(args.model)
+    steps = history(meta)
+    if args.json:
+        print(json.dumps(steps, indent=2))
+        return 0
+    print(f"{args.model}: {len(steps) - 1} forget request(s) since the original")
+    for i, step in enumerate(steps):
+        times = step.get("times") or {}
+        seconds = times.get("online_seconds")
+        what = "original" if i == 0 else f"request {i}: forgot {step.get('forget_count')} ids " \
+                                          f"(ids hash {step.get('forget_hash')}) with '{step.get('method')}'"
+        line = f"  {i}. {step.get('hash')}  {what}"
+        if seconds is not None:
+            line += f", {seconds:.2f} s"
+        if step.get("created"):
+            line += f", {step['created']}"
+        print(line)
+        if i > 0 and step.get("method_config"):
+            print(f"       settings: {json.dumps(step['method_config'], sort_keys=True)}")
+    return 0
 
 
 def cmd_list(args) -> int:
@@ -314,12 +407,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("condense", "Condense the training split into a small synthetic set (offline, once).")
     _add_data_args(p)
     p.add_argument("--model", default=None, help="the trained original (required by fdm)")
-    p.add_argument("--method", default="fdm", help="random, dm, fdm (dcu list condensation)")
+    p.add_argument("--method", default="fdm", help="random, herding, kcenter, dc, dsa, dm, fdm, mi (dcu list condensation)")
     p.add_argument("--ipc", type=int, default=10, help="images per class")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. iterations=500")
     p.add_argument("--val-frac", type=float, default=0.1, help="held-out fraction when no --model gives it")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plots", action="store_true", help="also write a PNG grid of the synthetic images")
+    p.add_argument("--plots", action="store_true", help="also write a PNG grid of the synthetic images and the loss curve")
+    p.add_argument("--eval-runs", type=int, default=0, metavar="N",
+                   help="train N fresh networks on the condensed set and report test accuracy mean ± std")
+    p.add_argument("--protocol", default="dc-300ep", help="evaluation protocol: dc-300ep (the papers') or dc-cpu")
+    p.add_argument("--checkpoint", default=None, help="progress checkpoint (default OUT with suffix .progress.pt)")
+    p.add_argument("--checkpoint-every", type=int, default=50, metavar="N", help="iterations between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the progress checkpoint")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_condense)
 
@@ -328,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the model to unlearn from (an original or an unlearned model)")
     p.add_argument("--condensed", default=None, help="condensed retain set (required by dcu)")
     p.add_argument("--condensed-out", default=None, help="write the refreshed condensed set here (for the next request)")
-    p.add_argument("--method", default="dcu", help="retrain, finetune, dcu (dcu list unlearning)")
+    p.add_argument("--method", default="dcu", help="unlearning method: dcu, retrain, finetune, salun, scrub, ... (dcu list unlearning)")
     _add_forget_args(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. epochs=6")
     p.add_argument("--seed", type=int, default=0)
@@ -345,6 +444,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", action="store_true", help="also write a PNG bar chart beside the report")
     p.add_argument("--out", required=True, help="report.json")
     p.set_defaults(func=cmd_evaluate)
+
+    p = command("tune", "Search an unlearning method's settings (Optuna, multi-objective gaps to the retrained model).")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the trained original (its held-out split is the validation data)")
+    p.add_argument("--method", required=True, help="the unlearning method to tune (dcu list unlearning)")
+    _add_forget_args(p)
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--reference", default=None, help="the model retrained for this request (retrained here if omitted)")
+    p.add_argument("--condensed", default=None, help="condensed retain set, for methods that use one")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting held fixed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="tune.json (rewritten after every trial)")
+    p.set_defaults(func=cmd_tune)
+
+    p = command("history", "Print the chain of forget requests from the original to a model.")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print the chain as JSON")
+    p.set_defaults(func=cmd_history)
 
     p = command("list", "List the registered datasets, models, methods, attacks and presets.")
     p.add_argument("kind", nargs="?", choices=["datasets", "models", "condensation", "unlearning", "attacks", "presets"])

@@ -40,7 +40,7 @@ def model_metrics(model: nn.Module, retain: ImageSet, forget: ImageSet, test: Im
     out: Dict[str, Any] = {"retain_acc": accuracy(model, retain), "forget_acc": accuracy(model, forget),
                            "test_acc": accuracy(model, test), "mia": {}}
     for name in attacks:
-        result = get_attack(name, seed=seed).run(model, forget, test)
+        result = get_attack(name, seed=seed).run(model, forget, test, retain=retain)
         out["mia"][name] = result.summary()
     if "loss_lr" in out["mia"]:
         out["indiscernibility"] = indiscernibility(out["mia"]["loss_lr"]["headline"])

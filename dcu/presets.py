@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any, Dict
+
+TUNED = Path(__file__).resolve().parent / "tuned"
 
 # ConvNet-64 with instance norm, 30 epochs of SGD with one-cycle lr 0.05, flip + 4-pixel crop (DESIGN §5)
 _CIFAR_CPU_TRAIN = {"epochs": 30, "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
@@ -41,7 +45,18 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
+def tuned_settings(name: str) -> Dict[str, Dict[str, Any]]:
+    """Per-method settings shipped for a preset (``dcu/tuned/<preset>.json``), each with where it came from."""
+    path = TUNED / f"{name}.json"
+    if not path.exists():
+        return {}
+    return {method: entry["settings"] for method, entry in json.loads(path.read_text())["methods"].items()}
+
+
 def get_preset(name: str) -> Dict[str, Any]:
+    """The preset as data, with its shipped per-method settings under ``unlearn`` (the preset's own win)."""
     if name not in PRESETS:
         raise ValueError(f"Unknown preset '{name}'. Valid values are: {', '.join(sorted(PRESETS))}.")
-    return copy.deepcopy(PRESETS[name])
+    preset = copy.deepcopy(PRESETS[name])
+    preset["unlearn"] = {**tuned_settings(name), **preset.get("unlearn", {})}
+    return preset

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
@@ -23,3 +24,14 @@ def progress(*args: Any, **kwargs: Any) -> tqdm:
     kwargs.setdefault("dynamic_ncols", True)
     kwargs["disable"] = kwargs.get("disable", False) or _QUIET
     return tqdm(*args, **kwargs)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the bars inside (an inner loop whose outer loop already shows one)."""
+    global _QUIET
+    before, _QUIET = _QUIET, True
+    try:
+        yield
+    finally:
+        _QUIET = before

@@ -86,12 +86,14 @@ def train(
     loss_fn: LossFn = cross_entropy,
     desc: str = "train",
     on_epoch: Optional[Callable[[int], None]] = None,
+    on_step: Optional[Callable[[int], None]] = None,
 ) -> Dict[str, List[float]]:
     """Train ``model`` in place on ``data``; returns the mean loss per epoch.
 
     ``loss_fn(model, x, y, idx)`` gives the loss of an (augmented) batch, ``idx`` its positions in ``data``;
     methods that add terms (distillation, a forget-set signal) pass their own and keep this loop.
-    ``on_epoch(epoch)`` runs before each epoch (e.g. to re-derive targets from the model as it is).
+    ``on_epoch(epoch)`` runs before each epoch (e.g. to re-derive targets from the model as it is),
+    ``on_step(step)`` after each optimizer step (e.g. to put back weights a hard mask freezes).
     """
     if len(data) == 0:
         raise ValueError("Cannot train on an empty set of samples.")
@@ -124,6 +126,8 @@ def train(
             loss.backward()
             optimizer.step()
             schedule.step()
+            if on_step is not None:
+                on_step(step)
             running += loss.item()
             batches += 1
             step += 1

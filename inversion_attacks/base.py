@@ -64,7 +64,9 @@ class Attack:
     def __init__(self, cfg: Optional[AttackConfig] = None, **kwargs: Any):
         self.cfg = cfg if cfg is not None else self.Config(**kwargs)
 
-    def run(self, model: torch.nn.Module, members, non_members) -> AttackResult:
+    def run(self, model: torch.nn.Module, members, non_members, *, retain=None) -> AttackResult:
+        """Score ``members`` (the forget set) against ``non_members`` (held-out images); population attacks
+        that learn what a member looks like use ``retain``."""
         raise NotImplementedError
 
 

@@ -29,7 +29,7 @@ class LossLR(Attack):
     name = "loss_lr"
     Config = LossLRConfig
 
-    def run(self, model, members, non_members) -> AttackResult:
+    def run(self, model, members, non_members, *, retain=None) -> AttackResult:
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 

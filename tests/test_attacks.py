@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 import dcu
@@ -32,3 +33,21 @@ def test_loss_lr_separates_separable_members_and_not_independent_ones():
 
 def test_indiscernibility():
     assert indiscernibility(0.5) == 1.0 and abs(indiscernibility(0.75) - 0.5) < 1e-9 and indiscernibility(1.0) == 0.0
+
+
+def test_population_attacks_learn_members_from_retain_and_judge_the_forget_set():
+    gen = torch.Generator().manual_seed(1)
+    confident = lambda n: _set(5 + torch.rand(n, generator=gen))      # noqa: E731  (member-like: low loss)
+    unsure = lambda n: _set(-0.2 + 0.4 * torch.rand(n, generator=gen))  # noqa: E731  (non-member-like)
+    retain, held_out = confident(300), unsure(300)
+    remembered, forgotten = confident(100), unsure(100)
+    svc = get_attack("svc_efficacy")
+    assert svc.run(FixedLoss(), remembered, held_out, retain=retain).headline < 0.05
+    assert svc.run(FixedLoss(), forgotten, held_out, retain=retain).headline > 0.9
+    entropy = get_attack("entropy")
+    still = entropy.run(FixedLoss(), remembered, held_out, retain=retain)
+    assert still.headline > 0.95 and still.auc > 0.99
+    gone = entropy.run(FixedLoss(), forgotten, held_out, retain=retain)
+    assert gone.headline < 0.1 and 0.3 < gone.auc < 0.7
+    with pytest.raises(ValueError, match="pass retain="):
+        svc.run(FixedLoss(), remembered, held_out)

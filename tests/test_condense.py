@@ -29,7 +29,7 @@ def test_fdm_beats_a_random_coreset_of_the_same_size(digits, mlp, fdm_set):
 
 
 def test_dm_beats_a_random_coreset_of_the_same_size(digits):
-    dm = condense.get_condenser("dm", ipc=2, iterations=60, net_width=32, batch_real=64).condense(digits)
+    dm = condense.get_condenser("dm", ipc=2, iterations=60, net_width=32, batch_real=64, dsa=False).condense(digits)
     rand = condense.get_condenser("random", ipc=2).condense(digits)
     assert fresh_net_accuracy(dm, digits) > fresh_net_accuracy(rand, digits)
 

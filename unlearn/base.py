@@ -32,6 +32,7 @@ class Unlearner:
     name: str = ""
     Config = UnlearnConfig
     requires_condensed: bool = False
+    uses_retain: bool = True        # False: the method looks at the forget set alone (then a condensed set is unused)
     # name -> (low, high, "log" | "linear" | "int") or a list of choices; what a tuner searches over
     search_space: Dict[str, Any] = {}
 

@@ -1,0 +1,151 @@
+"""Every unlearning method on noisy digits: it moves the model the way it claims, within a stated retain bound.
+
+The original is a small ConvNet that memorised 25% wrong labels, so a forget request holds samples only
+memorisation explains, and forgetting them shows as a drop in forget accuracy or forget confidence. Settings
+are scaled to this tiny problem (the shipped defaults are for the CIFAR-10 presets); the bound says how much
+retain accuracy a method may lose here, stated per method.
+"""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import condense
+import dcu
+import unlearn
+from dcu.forget import random_ids
+from dcu.train import TrainConfig, accuracy, predict, train
+from unlearn.common import fisher_diagonal, joined
+from unlearn.ct import transpose_kernels
+from unlearn.salun import saliency_masks
+
+from conftest import SMOKE_TRAIN
+
+TRAIN = TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 60})
+
+# method -> (settings for this problem, the retain accuracy it may lose)
+CASES = {
+    "finetune": ({"epochs": 20, "lr": 0.05}, 0.15),
+    "gradient_ascent": ({"epochs": 3, "lr": 0.01}, 0.15),
+    "neggrad_plus": ({"epochs": 10, "lr": 0.05, "alpha": 0.9}, 0.15),
+    "random_label": ({"epochs": 10, "lr": 0.05}, 0.15),
+    "l1_sparse": ({"epochs": 20, "lr": 0.05, "gamma": 1e-4}, 0.15),
+    "salun": ({"epochs": 10, "lr": 0.05}, 0.15),
+    "scrub": ({"epochs": 10, "lr": 0.02, "forget_epochs": 5}, 0.20),
+    "bad_teacher": ({"epochs": 5, "lr": 1e-3}, 0.25),
+    "ssd": ({"alpha": 1.0}, 0.30),
+    "fisher": ({"alpha": 0.02}, 0.40),
+    "influence": ({"alpha": 0.01}, 0.40),
+    "cf_k": ({"k": 2, "epochs": 20, "lr": 0.05}, 0.15),
+    "eu_k": ({"k": 2, "epochs": 30}, 0.25),
+    "msg": ({"epochs": 20, "lr": 0.02}, 0.25),
+    "ct": ({"epochs": 20, "lr": 0.02}, 0.25),
+    "fcs": ({"epochs": 5, "lr": 0.02, "forget_lr": 0.01, "uniform_lr": 0.05}, 0.20),
+    "cfw": ({"epochs": 20, "lr": 0.02}, 0.30),
+    "prmq": ({"epochs": 20, "lr": 0.01}, 0.30),
+    "kde": ({"epochs": 20, "lr": 0.02, "warmup_lr": 0.02}, 0.25),
+    "rni": ({"epochs": 20, "fine_epochs": 10, "lr": 0.02, "fine_lr": 0.02}, 0.30),
+    "amun": ({"epochs": 10, "lr": 0.02, "steps": 10}, 0.20),
+    "modular": ({"rounds": 3, "beginning_epochs": 3, "final_epochs": 5, "intermediate_epochs": 5, "lr": 0.1,
+                 "intermediate_lr": 0.1}, 0.20),
+    "tmu": ({"epochs": 10, "lr": 0.01, "twin_epochs": 30}, 0.30),
+    "retrain": ({}, 0.10),
+}
+
+
+@pytest.fixture(scope="module")
+def conv_setup(noisy_digits):
+    splits = noisy_digits
+    torch.manual_seed(0)
+    model = dcu.create_model("convnet", in_channels=1, num_classes=10, image_size=8, width=32, depth=2)
+    train(model, splits.train, TrainConfig(**{**TRAIN.__dict__, "epochs": 80}))
+    forget_ids = random_ids(splits.train.ids, 0.1, 0)
+    forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    return splits, model, forget, retain
+
+
+def confidence(model, data):
+    """Mean probability the model gives the (training) label."""
+    return F.softmax(predict(model, data.images), 1).gather(1, data.labels.view(-1, 1)).mean().item()
+
+
+def test_every_registered_method_has_a_case():
+    assert set(unlearn.list_unlearners()) - {"dcu"} == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_method_forgets_within_its_retain_bound(conv_setup, name):
+    splits, original, forget, retain = conv_setup
+    settings, retain_bound = CASES[name]
+    unlearner = unlearn.get_unlearner(name, train_config=TRAIN, **settings)
+    model = unlearner.unlearn(original, retain, forget, val=splits.val)
+    before_acc, before_conf = accuracy(original, forget), confidence(original, forget)
+    assert before_acc > 0.95
+    after_acc, after_conf = accuracy(model, forget), confidence(model, forget)
+    assert after_acc < before_acc - 0.05 or after_conf < before_conf - 0.05, (name, after_acc, after_conf)
+    assert accuracy(model, retain) > accuracy(original, retain) - retain_bound, name
+    for p in model.parameters():
+        assert torch.isfinite(p).all()
+
+
+@pytest.fixture(scope="module")
+def condensed(conv_setup):
+    splits, original, _, _ = conv_setup
+    return condense.get_condenser("fdm", ipc=5).condense(splits, original, "")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_method_accepts_a_condensed_retain_set(conv_setup, condensed, name):
+    splits, original, forget, retain = conv_setup
+    cset = condensed
+    settings = {**CASES[name][0], **({"epochs": 1} if "epochs" in CASES[name][0] else {})}
+    unlearner = unlearn.get_unlearner(name, train_config=TrainConfig(**{**TRAIN.__dict__, "epochs": 2}), **settings)
+    model = unlearner.unlearn(original, retain, forget, condensed=cset, val=splits.val)
+    if unlearner.uses_retain:
+        assert unlearner.stats["condensed_images"] <= 50
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_salun_mask_survives_weight_decay_and_momentum(conv_setup):
+    splits, original, forget, retain = conv_setup
+    masks = saliency_masks(original, forget, 0.3)
+    train_cfg = TrainConfig(**{**TRAIN.__dict__, "weight_decay": 0.05, "momentum": 0.99})
+    model = unlearn.get_unlearner("salun", train_config=train_cfg, threshold=0.3, epochs=3, lr=0.05).unlearn(original, retain, forget)
+    moved = 0
+    for (name, p), p0 in zip(model.named_parameters(), original.parameters()):
+        frozen = ~masks[name]
+        assert torch.equal(p[frozen], p0[frozen]), name
+        moved += int((p[masks[name]] != p0[masks[name]]).sum())
+    assert moved > 0
+
+
+def test_ct_transposes_every_conv_kernel(conv_setup):
+    _, original, forget, retain = conv_setup
+    model = dcu.create_model("convnet", in_channels=1, num_classes=10, image_size=8, width=8, depth=2)
+    before = [m.weight.detach().clone() for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert transpose_kernels(model) == len(before) == 2
+    after = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for b, a in zip(before, after):
+        assert torch.equal(a, b.transpose(2, 3))
+        assert not torch.equal(a, b)
+    with pytest.raises(ValueError, match="has none"):
+        unlearn.get_unlearner("ct").unlearn(dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8),
+                                            retain, forget)
+
+
+def test_ssd_touches_only_selected_parameters(conv_setup):
+    splits, original, forget, retain = conv_setup
+    alpha = 1.0
+    unlearner = unlearn.get_unlearner("ssd", alpha=alpha)
+    model = unlearner.unlearn(original, retain, forget)
+    data, _ = joined(retain, forget)
+    importance_all = fisher_diagonal(original, data, max_samples=unlearner.cfg.max_samples, seed=0)
+    importance_forget = fisher_diagonal(original, forget)
+    changed_total = 0
+    for (name, p), p0 in zip(model.named_parameters(), original.parameters()):
+        selected = importance_forget[name] > alpha * importance_all[name]
+        changed = p != p0
+        assert not (changed & ~selected).any(), name           # nothing outside the selection moved
+        assert (p[selected].abs() <= p0[selected].abs() + 1e-7).all()   # dampened, never amplified
+        changed_total += int(changed.sum())
+    assert 0 < changed_total <= unlearner.stats["dampened_weights"]

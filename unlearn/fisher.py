@@ -1,0 +1,37 @@
+"""Fisher forgetting (Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020; the ``fisher``
+baseline of xcadet/deepunlearn): add Gaussian noise to every weight, scaled by ``F^{-1/4}`` where ``F`` is the
+diagonal Fisher of the retain set, so weights the retain set does not need are scrambled and those it needs
+barely move. The scale is capped at ``max_std``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .base import UnlearnConfig, Unlearner, register_unlearner
+from .common import fisher_diagonal
+
+
+@dataclass
+class FisherConfig(UnlearnConfig):
+    alpha: float = 1e-3           # noise scale: std = alpha · F^(-1/4)
+    max_std: float = 0.05
+    max_samples: Optional[int] = 2000
+
+
+@register_unlearner
+class Fisher(Unlearner):
+    name = "fisher"
+    Config = FisherConfig
+    search_space = {"alpha": (1e-5, 1e-1, "log"), "max_std": (1e-3, 0.5, "log")}
+
+    def run(self, model, retain, forget, *, condensed, val):
+        importance = fisher_diagonal(model, self.retain_data(retain, forget, condensed),
+                                     max_samples=self.cfg.max_samples, seed=self.cfg.seed)
+        generator = torch.Generator().manual_seed(self.cfg.seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                std = (self.cfg.alpha * importance[name].clamp_min(1e-30).pow(-0.25)).clamp(max=self.cfg.max_std)
+                p.add_(std * torch.randn(p.shape, generator=generator))
+        return model
