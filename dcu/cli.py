@@ -297,12 +297,12 @@ def cmd_tune(args) -> int:
     out = Path(args.out)
 
     def write(partial):
-        atomic_write_json(out, {**partial, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": False})
+        atomic_write_json({**partial, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": False}, out)
 
     result = tune(args.method, model, splits, forget_ids, train_config=TrainConfig(**meta["train_config"]),
                   trials=args.trials, seed=args.seed, fixed=_settings(args.set), reference=reference,
                   condensed=condensed, on_trial=write)
-    atomic_write_json(out, {**result, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": True})
+    atomic_write_json({**result, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": True}, out)
     log.info("Tuned '%s' over %d trials: %s (objective sum %.4f) -> %s", args.method, args.trials,
              result["best"]["settings"], result["best"]["sum"], out)
     return 0

@@ -1,0 +1,54 @@
+"""dcu tune: a multi-objective search on held-out training data, never the test set."""
+import json
+
+import pytest
+import torch
+
+import dcu
+from dcu.cli import main
+from dcu.forget import random_ids
+from dcu.tune import OBJECTIVES, split_validation, tune
+
+from conftest import SMOKE_TRAIN
+
+pytest.importorskip("optuna")
+
+
+def test_tune_searches_the_space_and_picks_a_pareto_trial(digits, mlp, monkeypatch):
+    forget_ids = random_ids(digits.train.ids, 0.1, 0)
+    seen = []
+    import dcu.tune as tune_module
+
+    real_metrics = tune_module.model_metrics
+
+    def spy(model, retain, forget, held_out, **kw):
+        seen.append(held_out)
+        return real_metrics(model, retain, forget, held_out, **kw)
+
+    monkeypatch.setattr(tune_module, "model_metrics", spy)
+    result = tune("finetune", mlp, digits, forget_ids, train_config=SMOKE_TRAIN, trials=4, seed=0)
+    assert len(result["trials"]) == 4 and result["best"]["number"] in result["pareto"]
+    for trial in result["trials"]:
+        assert set(trial["objectives"]) == set(OBJECTIVES)
+        assert 1 <= trial["settings"]["epochs"] <= 10 and 1e-3 <= trial["settings"]["lr"] <= 1e-1
+    best_sum = result["best"]["sum"]
+    assert all(best_sum <= sum(t["objectives"].values()) + 1e-12 for t in result["trials"] if t["number"] in result["pareto"])
+    # every measurement used held-out training images, never a test image
+    method_half, objective_half = split_validation(digits.val, 0)
+    assert all(set(h.ids.tolist()) == set(objective_half.ids.tolist()) for h in seen)
+    assert not any(h is digits.test for h in seen) and torch.isin(objective_half.ids, digits.val.ids).all()
+    assert not set(method_half.ids.tolist()) & set(objective_half.ids.tolist())
+
+
+def test_tune_cli_writes_the_result_and_fixes_given_settings(tmp_path):
+    original = tmp_path / "original.pt"
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "5", "--out", str(original), "--quiet"]) == 0
+    out = tmp_path / "tune.json"
+    assert main(["tune", "--dataset", "digits", "--model", str(original), "--forget-frac", "0.1", "--method", "salun",
+                 "--trials", "2", "--set", "epochs=1", "--out", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert result["finished"] and result["method"] == "salun" and len(result["trials"]) == 2
+    assert all(t["settings"]["epochs"] == 1 for t in result["trials"]) and "epochs" not in result["search_space"]
+    assert main(["tune", "--dataset", "digits", "--model", str(original), "--forget-frac", "0.1", "--method", "ssd",
+                 "--trials", "1", "--set", "alpha=2", "--set", "dampening=1", "--out", str(tmp_path / "x.json"),
+                 "--quiet"]) == 2
