@@ -247,11 +247,14 @@ def cmd_evaluate(args) -> int:
         check_fits(reference_meta, splits, args.reference)
     attacks = [a for a in args.attacks.split(",") if a]
     report = evaluate(model, splits, forget_ids, meta=meta, reference=reference, reference_meta=reference_meta,
-                      attacks=attacks, seed=args.seed)
+                      attacks=attacks, seed=args.seed, shadows=args.shadows)
     atomic_write_json(report, args.out)
     line = (f"retain {report['retain_acc']:.3f}  forget {report['forget_acc']:.3f}  test {report['test_acc']:.3f}  "
             f"MIA(loss_lr) {report['mia']['loss_lr']['headline']:.3f}" if "loss_lr" in report["mia"] else "")
     log.info("%s -> %s", line, args.out)
+    for name, result in report["mia"].items():
+        log.info("  %s: %s %.4f, AUC %.3f, TPR@1%%FPR %.3f, TPR@0.1%%FPR %.3f", name, result["headline_name"],
+                 result["headline"], result["auc"], result["tpr_at_1fpr"], result["tpr_at_01fpr"])
     if args.plots:
         from .plots import comparison_bars
 
@@ -261,6 +264,15 @@ def cmd_evaluate(args) -> int:
         png = Path(args.out).with_suffix(".png")
         comparison_bars(rows, ["retain_acc", "forget_acc", "test_acc", "mia"], png, title=f"{splits.name}")
         log.info("Bar chart -> %s", png)
+        from .plots import roc_curves
+
+        curves = {name: result["roc"] for name, result in report["mia"].items() if result.get("roc")}
+        if reference is not None:
+            curves.update({f"{name} (reference)": result["roc"] for name, result in report["reference"]["mia"].items()
+                           if result.get("roc")})
+        roc_png = Path(args.out).with_name(Path(args.out).stem + "-roc.png")
+        roc_curves(curves, roc_png, title=f"membership of the forget set, {splits.name}")
+        log.info("ROC curves -> %s", roc_png)
     return 0
 
 
@@ -269,6 +281,30 @@ def _bar_row(metrics: Dict[str, Any]) -> Dict[str, float]:
     if "loss_lr" in metrics["mia"]:
         row["mia"] = metrics["mia"]["loss_lr"]["headline"]
     return row
+
+
+def cmd_shadows(args) -> int:
+    from inversion_attacks.shadow import ShadowStore
+
+    from .checkpoint import check_fits, load_checkpoint
+
+    _, meta = load_checkpoint(args.model)
+    splits = _splits_for(args, meta)
+    check_fits(meta, splits, args.model)
+    try:
+        part, parts = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects i/n, e.g. 0/4. Got '{args.shard}'.") from None
+    store = ShadowStore.create(args.out, splits, meta, count=args.count, seed=args.seed)
+    trained = store.fill(splits, shard=(part, parts))
+    log.info("Trained %d shadow model(s) of shard %d/%d; %s now holds %d of %d.", len(trained), part, parts, args.out,
+             len(store.done()), args.count)
+    return 0
+
+
+def cmd_attack(args) -> int:
+    args.attacks, args.reference = args.attack, None
+    return cmd_evaluate(args)
 
 
 def cmd_tune(args) -> int:
@@ -440,10 +476,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_forget_args(p, flag="--forget")
     p.add_argument("--reference", default=None, help="the retrained model, for gaps and RTE")
     p.add_argument("--attacks", default="loss_lr", help="comma-separated attack names (dcu list attacks)")
+    p.add_argument("--shadows", default=None, help="shadow-model store, for lira and rmia (dcu shadows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true", help="also write a PNG bar chart beside the report")
     p.add_argument("--out", required=True, help="report.json")
     p.set_defaults(func=cmd_evaluate)
+
+    p = command("shadows", "Train shadow models for the likelihood-ratio attacks (resumable; --shard i/n splits the work).")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the target's original: its architecture and schedule are copied")
+    p.add_argument("--count", type=int, default=16, help="shadow models in the store (each trains on a random half)")
+    p.add_argument("--shard", default="0/1", help="train only shadows k with k %% n == i (default 0/1: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="the store's folder")
+    p.set_defaults(func=cmd_shadows)
+
+    p = command("attack", "Run one membership-inference attack on a model's forget set (JSON out, --plots for ROC).")
+    _add_data_args(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--attack", required=True, help="loss_lr, svc_efficacy, entropy, lira, rmia (dcu list attacks)")
+    p.add_argument("--shadows", default=None, help="shadow-model store (for lira, rmia)")
+    _add_forget_args(p, flag="--forget")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plots", action="store_true", help="also write the log-log ROC curve")
+    p.add_argument("--out", required=True, help="report.json")
+    p.set_defaults(func=cmd_attack)
 
     p = command("tune", "Search an unlearning method's settings (Optuna, multi-objective gaps to the retrained model).")
     _add_data_args(p)

@@ -87,3 +87,22 @@ def loss_curve(values: Sequence[float], path: str | os.PathLike, title: str = ""
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def roc_curves(curves: Dict[str, Dict[str, List[float]]], path: str | os.PathLike, title: str = "") -> Path:
+    """Log-log ROC curves (TPR against FPR), one line per attack or model, with the chance diagonal."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    for name, curve in curves.items():
+        ax.plot(curve["fpr"], [max(t, 1e-5) for t in curve["tpr"]], label=name, linewidth=1.2)
+    ax.plot([1e-4, 1], [1e-4, 1], color="grey", linestyle=":", linewidth=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(1e-4, 1)
+    ax.set_ylim(1e-4, 1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -27,6 +27,7 @@ class AttackResult:
     tpr_at_1fpr: float
     tpr_at_01fpr: float
     headline: float                      # the attack's own number (e.g. loss_lr: mean CV accuracy)
+    roc: Dict[str, List[float]] = field(default_factory=dict)   # TPR on a log-spaced FPR grid (for plots)
     headline_name: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)
 
@@ -44,11 +45,13 @@ def roc_metrics(scores: np.ndarray, is_member: np.ndarray) -> Dict[str, float]:
     if is_member.all() or (~is_member).all():
         raise ValueError("An attack needs both members and non-members to be scored.")
     fpr, tpr, _ = roc_curve(is_member, scores)
+    grid = np.logspace(-4, 0, 81)
     return {
         "auc": float(roc_auc_score(is_member, scores)),
         "balanced_accuracy": float(np.max(1 - (fpr + (1 - tpr)) / 2)),
         "tpr_at_1fpr": float(np.interp(0.01, fpr, tpr)),
         "tpr_at_01fpr": float(np.interp(0.001, fpr, tpr)),
+        "roc": {"fpr": grid.round(6).tolist(), "tpr": np.interp(grid, fpr, tpr).round(6).tolist()},
     }
 
 

@@ -51,3 +51,50 @@ def test_population_attacks_learn_members_from_retain_and_judge_the_forget_set()
     assert gone.headline < 0.1 and 0.3 < gone.auc < 0.7
     with pytest.raises(ValueError, match="pass retain="):
         svc.run(FixedLoss(), remembered, held_out)
+
+
+@pytest.fixture(scope="module")
+def shadow_setup(noisy_digits, tmp_path_factory):
+    """16 MLP shadows on noisy digits: memorised wrong labels make membership visible."""
+    from dcu.forget import random_ids
+    from inversion_attacks.shadow import ShadowStore
+
+    from conftest import SMOKE_TRAIN, train_mlp
+
+    splits = noisy_digits
+    original = train_mlp(splits, epochs=40)
+    meta = {"arch": original.arch, "arch_args": dict(original.arch_args),
+            "train_config": {**SMOKE_TRAIN.__dict__, "epochs": 40}}
+    path = tmp_path_factory.mktemp("shadows")
+    store = ShadowStore.create(path, splits, meta, count=16, seed=0)
+    assert store.fill(splits, shard=(1, 2)) == list(range(1, 16, 2))       # another machine's half ...
+    assert store.fill(splits, shard=(0, 2)) == list(range(0, 16, 2))       # ... and this one's
+    assert store.fill(splits) == []                                         # resumable: nothing left to do
+    forget_ids = random_ids(splits.train.ids, 0.1, 0)
+    forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    retrained = train_mlp(dcu.data.DatasetSplits(**{**splits.__dict__, "train": retain}), epochs=40)
+    return splits, original, retrained, forget, path
+
+
+@pytest.mark.parametrize("attack, cfg", [("lira", {}), ("lira", {"online": False}), ("lira", {"fixed_variance": True}),
+                                         ("rmia", {})])
+def test_shadow_attacks_find_members_of_the_original_but_not_of_the_retrained_model(shadow_setup, attack, cfg):
+    splits, original, retrained, forget, path = shadow_setup
+    on_original = get_attack(attack, shadows=str(path), **cfg).run(original, forget, splits.val)
+    on_retrained = get_attack(attack, shadows=str(path), **cfg).run(retrained, forget, splits.val)
+    assert on_original.auc > 0.75, on_original.summary()
+    assert 0.35 < on_retrained.auc < 0.65, on_retrained.summary()
+    assert on_original.tpr_at_1fpr > on_retrained.tpr_at_1fpr
+
+
+def test_shadow_store_refuses_other_settings_and_missing_ids(shadow_setup, tmp_path):
+    from inversion_attacks.shadow import ShadowStore
+
+    splits, original, _, forget, path = shadow_setup
+    meta = {"arch": "mlp", "arch_args": dict(original.arch_args), "train_config": {"epochs": 3}}
+    with pytest.raises(Exception, match="other settings"):
+        ShadowStore.create(path, splits, meta, count=16)
+    with pytest.raises(KeyError, match="not in the shadow store's pool"):
+        ShadowStore(path).load(torch.tensor([10**6]))
+    with pytest.raises(ValueError, match="needs shadow models"):
+        get_attack("lira").run(original, forget, splits.val)

@@ -121,3 +121,28 @@ def test_demo_prints_the_comparison_table(capsys):
     out = capsys.readouterr().out
     for method in ("| original |", "| retrain |", "| finetune |", "| dcu |"):
         assert method in out
+
+
+def test_shadows_in_shards_then_lira_and_rmia_from_the_cli(workdir, tmp_path, capsys):
+    w, store = workdir, tmp_path / "shadows"
+    for shard in ("1/2", "0/2"):
+        assert dcu_cli("shadows", "--dataset", "digits", "--model", str(w / "original.pt"), "--count", "4",
+                       "--shard", shard, "--out", str(store)) == 0
+    assert sorted(p.name for p in store.glob("shadow-*.pt")) == [f"shadow-000{i}.pt" for i in range(4)]
+    out = tmp_path / "lira.json"
+    assert dcu_cli("attack", "--dataset", "digits", "--model", str(w / "original.pt"), "--attack", "lira",
+                   "--shadows", str(store), "--forget", str(w / "forget.txt"), "--out", str(out), "--plots") == 0
+    report = json.loads(out.read_text())
+    lira = report["mia"]["lira"]
+    assert 0 <= lira["auc"] <= 1 and lira["shadows"] == 4 and len(lira["roc"]["fpr"]) == len(lira["roc"]["tpr"])
+    assert (tmp_path / "lira-roc.png").stat().st_size > 1000
+    assert dcu_cli("evaluate", "--dataset", "digits", "--model", str(w / "original.pt"), "--attacks",
+                   "loss_lr,rmia,svc_efficacy,entropy", "--shadows", str(store), "--forget", str(w / "forget.txt"),
+                   "--out", str(tmp_path / "all.json")) == 0
+    assert set(json.loads((tmp_path / "all.json").read_text())["mia"]) == {"loss_lr", "rmia", "svc_efficacy", "entropy"}
+    assert dcu_cli("attack", "--dataset", "digits", "--model", str(w / "original.pt"), "--attack", "lira",
+                   "--forget", str(w / "forget.txt"), "--out", str(tmp_path / "x.json")) == 2
+    assert "needs shadow models" in capsys.readouterr().err
+    assert dcu_cli("shadows", "--dataset", "digits", "--model", str(w / "original.pt"), "--count", "4",
+                   "--shard", "2/2", "--out", str(store)) == 2
+    assert "0 <= i < n" in capsys.readouterr().err
