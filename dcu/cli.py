@@ -73,6 +73,17 @@ def _splits_for(args, meta: Optional[Dict[str, Any]] = None, val_frac: Optional[
     return splits.holdout(holdout["frac"], seed=holdout["seed"])
 
 
+def _progress_file(args) -> Path:
+    """Where a long job checkpoints its progress: --checkpoint, or OUT with suffix .progress.pt. A fresh run
+    removes a stale file there; --resume requires one."""
+    path = Path(args.checkpoint) if args.checkpoint else Path(args.out).with_suffix(".progress.pt")
+    if args.resume and not path.exists():
+        raise FileNotFoundError(f"--resume: no progress checkpoint at {path} (pass --checkpoint PATH).")
+    if not args.resume and path.exists():
+        path.unlink()
+    return path
+
+
 def _auto_augment(splits) -> Dict[str, Any]:
     rgb = splits.input_shape[0] == 3 and splits.input_shape[1] >= 16
     return {"augment": rgb, "flip": rgb and splits.name != "svhn"}
@@ -99,13 +110,15 @@ def cmd_train(args) -> int:
         aug["augment"] = args.augment
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, **aug)
+    progress_file = _progress_file(args)
     start = time.perf_counter()
-    train(model, splits.train, cfg, desc=f"train {args.model}")
+    train(model, splits.train, cfg, desc=f"train {args.model}", progress_file=progress_file)
     seconds = time.perf_counter() - start
     meta = {**base_meta(model, splits, splits.train.ids), "kind": "original", "seed": args.seed,
             "holdout": {"frac": args.val_frac, "seed": 0}, "train_config": asdict(cfg),
             "times": {"online_seconds": seconds}, "forgotten_ids": [], "lineage": []}
     digest = save_checkpoint(args.out, model, meta)
+    progress_file.unlink(missing_ok=True)
     from .train import accuracy
 
     log.info("Trained %s on %d %s images in %.1f s: train acc %.3f, test acc %.3f -> %s (hash %s)", args.model,
@@ -130,11 +143,7 @@ def cmd_condense(args) -> int:
         if meta.get("forgotten_ids"):
             splits.train = splits.train.without(torch.tensor(meta["forgotten_ids"]))
     condenser = get_condenser(args.method, ipc=args.ipc, seed=args.seed, **_settings(args.set))
-    progress_file = Path(args.checkpoint) if args.checkpoint else Path(args.out).with_suffix(".progress.pt")
-    if args.resume and not progress_file.exists():
-        raise FileNotFoundError(f"--resume: no progress checkpoint at {progress_file} (pass --checkpoint PATH).")
-    if not args.resume and progress_file.exists() and not args.checkpoint:
-        progress_file.unlink()   # a fresh run does not pick up a stale checkpoint by accident
+    progress_file = _progress_file(args)
     condenser.resumable(progress_file, every=args.checkpoint_every)
     cset = condenser.condense(splits, model, meta["hash"] if meta else "")
     cset.source["holdout"] = (meta or {}).get("holdout", {"frac": args.val_frac, "seed": 0})
@@ -335,9 +344,14 @@ def cmd_tune(args) -> int:
     def write(partial):
         atomic_write_json({**partial, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": False}, out)
 
+    resume = None
+    if args.resume:
+        if not out.exists():
+            raise FileNotFoundError(f"--resume: {out} does not exist; there is no stopped search to continue.")
+        resume = json.loads(out.read_text())
     result = tune(args.method, model, splits, forget_ids, train_config=TrainConfig(**meta["train_config"]),
                   trials=args.trials, seed=args.seed, fixed=_settings(args.set), reference=reference,
-                  condensed=condensed, on_trial=write)
+                  condensed=condensed, resume=resume, on_trial=write)
     atomic_write_json({**result, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": True}, out)
     log.info("Tuned '%s' over %d trials: %s (objective sum %.4f) -> %s", args.method, args.trials,
              result["best"]["settings"], result["best"]["sum"], out)
@@ -438,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the training split held out as validation, never trained on (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. original.pt")
+    p.add_argument("--checkpoint", default=None, help="progress checkpoint, saved every epoch (default OUT.progress.pt)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run from its progress checkpoint")
     p.set_defaults(func=cmd_train)
 
     p = command("condense", "Condense the training split into a small synthetic set (offline, once).")
@@ -513,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting held fixed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="tune.json (rewritten after every trial)")
+    p.add_argument("--resume", action="store_true", help="continue the stopped search recorded in --out")
     p.set_defaults(func=cmd_tune)
 
     p = command("history", "Print the chain of forget requests from the original to a model.")

@@ -6,7 +6,9 @@ augmented on the batch, so a run is deterministic on the CPU for a fixed seed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -87,6 +89,7 @@ def train(
     desc: str = "train",
     on_epoch: Optional[Callable[[int], None]] = None,
     on_step: Optional[Callable[[int], None]] = None,
+    progress_file: Optional[str | os.PathLike] = None,
 ) -> Dict[str, List[float]]:
     """Train ``model`` in place on ``data``; returns the mean loss per epoch.
 
@@ -94,6 +97,9 @@ def train(
     methods that add terms (distillation, a forget-set signal) pass their own and keep this loop.
     ``on_epoch(epoch)`` runs before each epoch (e.g. to re-derive targets from the model as it is),
     ``on_step(step)`` after each optimizer step (e.g. to put back weights a hard mask freezes).
+    With ``progress_file`` the full state (weights, optimiser, schedule, random generator) is saved
+    atomically after every epoch and, when the file exists, training continues from it: a run killed at
+    any point and resumed ends with exactly the weights of an uninterrupted run.
     """
     if len(data) == 0:
         raise ValueError("Cannot train on an empty set of samples.")
@@ -105,8 +111,16 @@ def train(
     schedule = make_schedule(optimizer, cfg, total)
     history: Dict[str, List[float]] = {"loss": []}
     model.train()
-    step = 0
-    bar = progress(range(cfg.epochs), desc=desc, unit="epoch")
+    step, first_epoch = 0, 0
+    if progress_file is not None and Path(progress_file).exists():
+        saved = _load_progress(progress_file, cfg)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        step, first_epoch, history = saved["step"], saved["epoch"], saved["history"]
+    bar = progress(range(first_epoch, cfg.epochs), desc=desc, unit="epoch", initial=first_epoch, total=cfg.epochs)
     for epoch in bar:
         if on_epoch is not None:
             on_epoch(epoch)
@@ -134,10 +148,29 @@ def train(
         if batches:
             history["loss"].append(running / batches)
             bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
+        if progress_file is not None:
+            from .io import atomic_save
+
+            atomic_save({"format": "dcu-train-progress", "config": asdict(cfg), "epoch": epoch + 1, "step": step,
+                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                         "torch_rng": torch.get_rng_state(), "history": history}, progress_file)
         if step >= total:
             break
     model.eval()
     return history
+
+
+def _load_progress(path, cfg: TrainConfig) -> Dict:
+    from .io import ArtifactError, safe_load
+
+    saved = safe_load(path, what="dcu training checkpoint")
+    if not isinstance(saved, dict) or saved.get("format") != "dcu-train-progress":
+        raise ArtifactError(f"{path} is not a dcu training checkpoint.")
+    if saved["config"] != asdict(cfg):
+        raise ArtifactError(f"{path} is the checkpoint of a run with other settings ({saved['config']}); remove it "
+                            "or pass the same settings.")
+    return saved
 
 
 @torch.no_grad()

@@ -9,7 +9,6 @@ the one on the Pareto front with the smallest sum of objectives.
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -56,15 +55,22 @@ def objectives(row: Dict[str, Any], reference: Dict[str, Any]) -> List[float]:
 
 def tune(method: str, original: nn.Module, splits: DatasetSplits, forget_ids: torch.Tensor, *,
          train_config: TrainConfig, trials: int = 20, seed: int = 0, fixed: Optional[Dict[str, Any]] = None,
-         reference: Optional[nn.Module] = None, condensed=None,
+         reference: Optional[nn.Module] = None, condensed=None, resume: Optional[Dict[str, Any]] = None,
          on_trial: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
     """Search ``method``'s ``search_space`` for ``trials`` trials; returns every trial, the Pareto front and the
-    chosen settings. ``reference`` is the model retrained on the retain set (trained here when omitted)."""
+    chosen settings. ``reference`` is the model retrained on the retain set (trained here when omitted).
+
+    ``resume`` is the partial result of a stopped search with the same settings (what ``on_trial`` was given):
+    its trials are replayed into the sampler, which draws exactly the settings it drew before, so the
+    search continues to the result an uninterrupted run reaches.
+    """
     try:
         import optuna
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("dcu tune needs Optuna: pip install 'dcu[tune]' (or pip install optuna).") from exc
     from unlearn import get_unlearner
+
+    from .io import ArtifactError
 
     fixed = dict(fixed or {})
     method_val, objective_val = split_validation(splits.val, seed)
@@ -78,44 +84,61 @@ def tune(method: str, original: nn.Module, splits: DatasetSplits, forget_ids: to
 
     result: Dict[str, Any] = {"method": method, "objectives": list(OBJECTIVES), "fixed": fixed, "search_space":
                               {k: list(v) for k, v in space.items()}, "trials": [], "seed": seed}
+    done: List[Dict[str, Any]] = []
+    if resume is not None:
+        same = {k: resume.get(k) for k in ("method", "fixed", "search_space", "seed")}
+        if same != {k: result[k] for k in same}:
+            raise ArtifactError(f"The search to resume was run with other settings ({same}).")
+        done = list(resume.get("trials", []))
     start = time.perf_counter()
-    if reference is None:
-        reference = get_unlearner("retrain", train_config=train_config, seed=seed).unlearn(original, retain, forget)
-        result["reference_seconds"] = time.perf_counter() - start
-    result["reference"] = ref = measure(reference)
+    if resume is not None and "reference" in resume:
+        result["reference"] = ref = resume["reference"]
+    else:
+        if reference is None:
+            reference = get_unlearner("retrain", train_config=train_config, seed=seed).unlearn(original, retain, forget)
+            result["reference_seconds"] = time.perf_counter() - start
+        result["reference"] = ref = measure(reference)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["minimize"] * len(OBJECTIVES),
                                 sampler=optuna.samplers.TPESampler(seed=seed))
-
-    def objective(trial):
+    for number in range(trials):
+        trial = study.ask()
         settings = {**fixed, **suggest(trial, space)}
-        unlearner = get_unlearner(method, train_config=train_config, seed=seed, **settings)
-        try:
-            model = unlearner.unlearn(original, retain, forget, condensed=condensed, val=method_val)
-        except FloatingPointError as exc:   # a diverged setting is a bad trial, not a failed search
-            trial.set_user_attr("error", str(exc))
-            return [1.0] * len(OBJECTIVES)
-        row = measure(model)
-        values = objectives(row, ref)
-        entry = {"number": trial.number, "settings": settings, "objectives": dict(zip(OBJECTIVES, values)),
-                 "retain_acc": row["retain_acc"], "forget_acc": row["forget_acc"], "val_acc": row["test_acc"],
-                 "mia": row["mia"]["loss_lr"]["headline"], "seconds": unlearner.stats["seconds"]}
+        if number < len(done):           # replay: the sampler must draw what it drew before
+            entry = done[number]
+            if entry["settings"] != settings:
+                raise ArtifactError(f"Resuming trial {number}: the sampler drew {settings}, the stopped search had "
+                                    f"{entry['settings']}; it was not made with these settings.")
+        else:
+            entry = _run_trial(method, number, settings, train_config, seed, original, retain, forget, condensed,
+                               method_val, measure, ref)
+        study.tell(trial, [entry["objectives"][k] for k in OBJECTIVES])
         result["trials"].append(entry)
-        if on_trial:
+        if on_trial and number >= len(done):
             on_trial(result)
-        return values
-
-    study.optimize(objective, n_trials=trials)
     pareto = {t.number for t in study.best_trials}
     result["pareto"] = sorted(pareto)
-    candidates = [t for t in result["trials"] if t["number"] in pareto] or result["trials"]
+    candidates = [t for t in result["trials"] if t["number"] in pareto and "error" not in t]
     if not candidates:
         raise RuntimeError(f"Every trial of '{method}' diverged; narrow its search space with --set.")
     best = min(candidates, key=lambda t: sum(t["objectives"].values()))
     result["best"] = {"number": best["number"], "settings": best["settings"], "objectives": best["objectives"],
                       "sum": sum(best["objectives"].values())}
     result["seconds"] = time.perf_counter() - start
-    if not math.isfinite(result["best"]["sum"]):  # pragma: no cover
-        raise RuntimeError("The best trial has non-finite objectives.")
     return result
+
+
+def _run_trial(method, number, settings, train_config, seed, original, retain, forget, condensed, method_val,
+               measure, ref) -> Dict[str, Any]:
+    from unlearn import get_unlearner
+
+    unlearner = get_unlearner(method, train_config=train_config, seed=seed, **settings)
+    try:
+        model = unlearner.unlearn(original, retain, forget, condensed=condensed, val=method_val)
+    except FloatingPointError as exc:   # a diverged setting is a bad trial, not a failed search
+        return {"number": number, "settings": settings, "objectives": dict.fromkeys(OBJECTIVES, 1.0), "error": str(exc)}
+    row = measure(model)
+    return {"number": number, "settings": settings, "objectives": dict(zip(OBJECTIVES, objectives(row, ref))),
+            "retain_acc": row["retain_acc"], "forget_acc": row["forget_acc"], "val_acc": row["test_acc"],
+            "mia": row["mia"]["loss_lr"]["headline"], "seconds": unlearner.stats["seconds"]}

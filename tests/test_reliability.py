@@ -199,3 +199,56 @@ def test_unknown_or_bad_cli_settings_exit_2_and_write_nothing(trained, tmp_path,
                  "--method", "finetune", "--set", f"{key}={value}", "--out", str(out), "--quiet"])
     assert code == 2 and not out.exists()
     assert f"'{key}'" in capsys.readouterr().err
+
+
+def test_training_resumed_after_an_interruption_equals_an_uninterrupted_run(digits, tmp_path):
+    from dcu.train import TrainConfig, train
+
+    cfg = TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 6})
+
+    def fresh():
+        torch.manual_seed(0)
+        return dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8)
+
+    whole = fresh()
+    train(whole, digits.train, cfg)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at(epoch):
+        if epoch == 3:
+            raise Stop
+
+    progress_file = tmp_path / "train.progress.pt"
+    with pytest.raises(Stop):
+        train(fresh(), digits.train, cfg, on_epoch=stop_at, progress_file=progress_file)
+    resumed = dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8)   # other initial weights
+    history = train(resumed, digits.train, cfg, progress_file=progress_file)
+    assert len(history["loss"]) == 6
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(Exception, match="other settings"):
+        train(fresh(), digits.train, TrainConfig(**{**cfg.__dict__, "lr": 0.1}), progress_file=progress_file)
+
+
+def test_dcu_train_killed_with_sigkill_resumes_to_the_same_checkpoint(tmp_path):
+    args = ["--dataset", "digits", "--model", "mlp", "--model-arg", "hidden=[512,512]", "--epochs", "150", "--quiet"]
+    assert dcu_cli("train", *args, "--out", str(tmp_path / "whole.pt")) == 0
+    out, progress_file = tmp_path / "resumed.pt", tmp_path / "resumed.progress.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "dcu", "train", *args, "--out", str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        while not progress_file.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+    assert dcu_cli("train", *args, "--out", str(out), "--resume") == 0
+    _, whole = load_checkpoint(tmp_path / "whole.pt")
+    _, resumed = load_checkpoint(out)
+    assert resumed["hash"] == whole["hash"] and not progress_file.exists()
+    assert dcu_cli("train", *args, "--out", str(tmp_path / "again.pt"), "--resume") == 2   # nothing to resume

@@ -52,3 +52,26 @@ def test_tune_cli_writes_the_result_and_fixes_given_settings(tmp_path):
     assert main(["tune", "--dataset", "digits", "--model", str(original), "--forget-frac", "0.1", "--method", "ssd",
                  "--trials", "1", "--set", "alpha=2", "--set", "dampening=1", "--out", str(tmp_path / "x.json"),
                  "--quiet"]) == 2
+
+
+def test_a_stopped_search_resumes_to_the_uninterrupted_result(digits, mlp):
+    forget_ids = random_ids(digits.train.ids, 0.1, 0)
+    kwargs = dict(train_config=SMOKE_TRAIN, seed=0, fixed={"epochs": 1})
+    whole = tune("finetune", mlp, digits, forget_ids, trials=4, **kwargs)
+    partial = {}
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(result):
+        partial.update(json.loads(json.dumps(result)))   # what the CLI would have written to disk
+        if len(result["trials"]) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        tune("finetune", mlp, digits, forget_ids, trials=4, on_trial=stop_after_two, **kwargs)
+    resumed = tune("finetune", mlp, digits, forget_ids, trials=4, resume=partial, **kwargs)
+    assert [t["settings"] for t in resumed["trials"]] == [t["settings"] for t in whole["trials"]]
+    assert resumed["best"] == whole["best"] and resumed["pareto"] == whole["pareto"]
+    with pytest.raises(Exception, match="other settings"):
+        tune("finetune", mlp, digits, forget_ids, trials=4, resume={**partial, "seed": 5}, **kwargs)
