@@ -316,6 +316,69 @@ def cmd_attack(args) -> int:
     return cmd_evaluate(args)
 
 
+def cmd_invert(args) -> int:
+    from inversion_attacks.inversion import (CondensiveConfig, InversionConfig, condensive_inversion,
+                                             gradient_inversion, inversion_scores, unlearning_inversion)
+
+    from .checkpoint import check_fits, load_checkpoint
+    from .io import atomic_write_json
+    from .models import create_model
+    from .train import TrainConfig, train
+
+    model, meta = load_checkpoint(args.model)
+    splits = _splits_for(args, meta)
+    check_fits(meta, splits, args.model)
+    if splits.val is None or len(splits.val) == 0:
+        raise ValueError(f"{args.model} has no held-out split: inversion is scored against held-out images.")
+    cfg = InversionConfig(per_class=args.per_class, steps=args.steps, seed=args.seed)
+    if args.method == "gradient":
+        inverted = gradient_inversion(model, splits.input_shape, cfg)
+    elif args.method == "condensive":
+        inverted = condensive_inversion(model, splits.val, CondensiveConfig(steps=args.steps, seed=args.seed))
+    elif args.method == "unlearning_inversion":
+        if not args.original:
+            raise ValueError("unlearning_inversion needs the model before unlearning: --original original.pt.")
+        original, original_meta = load_checkpoint(args.original)
+        check_fits(original_meta, splits, args.original)
+        inverted = unlearning_inversion(original, model, splits.input_shape, cfg)
+    else:
+        raise ValueError(f"Unknown inversion method '{args.method}'. Valid values are: condensive, gradient, "
+                         "unlearning_inversion.")
+    if args.evaluator:
+        evaluator, evaluator_meta = load_checkpoint(args.evaluator)
+        check_fits(evaluator_meta, splits, args.evaluator)
+    else:   # independent of the attacked model: another network, trained on held-out images only
+        c, h, _ = splits.input_shape
+        torch.manual_seed(args.seed + 1)
+        evaluator = create_model("convnet", in_channels=c, num_classes=splits.num_classes, image_size=h, width=32,
+                                 depth=2 if h < 16 else 3)
+        train(evaluator, splits.val, TrainConfig(epochs=30, batch_size=64, lr=0.05, seed=args.seed + 1,
+                                                  **_auto_augment(splits)), desc="evaluator")
+    forget = unseen = None
+    if meta.get("forgotten_ids"):
+        forget = splits.train.subset(torch.tensor(meta["forgotten_ids"]))
+        unseen = splits.test
+    report = {"method": args.method, "model": {"path": args.model, "hash": meta.get("hash")},
+              "evaluator": args.evaluator or "convnet-32 trained on the held-out split",
+              "scores": inversion_scores(inverted, evaluator, splits.val, forget=forget, unseen=unseen)}
+    atomic_write_json(report, args.out)
+    log.info("Inverted %d images with '%s': evaluator accuracy %.3f, nearest SSIM %.3f, PSNR %.1f dB -> %s",
+             len(inverted), args.method, report["scores"]["evaluator_accuracy"], report["scores"]["nearest_ssim"],
+             report["scores"]["nearest_psnr"], args.out)
+    if args.plots:
+        from .plots import inversion_pairs
+
+        nearest = []
+        for image, label in zip(inverted.images, inverted.labels):
+            pool = splits.val.images[splits.val.labels == label]
+            nearest.append(pool[(pool - image).pow(2).flatten(1).mean(1).argmin()])
+        png = Path(args.out).with_suffix(".png")
+        inversion_pairs(inverted.images, torch.stack(nearest), inverted.labels, splits.classes, splits.mean,
+                        splits.std, png, title=f"{args.method}: inverted (top), nearest held-out image (bottom)")
+        log.info("Inverted images beside their nearest real ones -> %s", png)
+    return 0
+
+
 def cmd_tune(args) -> int:
     from .checkpoint import check_fits, load_checkpoint
     from .forget import resolve
@@ -517,6 +580,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", action="store_true", help="also write the log-log ROC curve")
     p.add_argument("--out", required=True, help="report.json")
     p.set_defaults(func=cmd_attack)
+
+    p = command("invert", "Model inversion with numeric scores (and --plots: inversions beside their nearest real images).")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the model to invert (for unlearning_inversion: the unlearned one)")
+    p.add_argument("--method", default="gradient", help="gradient, condensive or unlearning_inversion")
+    p.add_argument("--original", default=None, help="the model before unlearning (unlearning_inversion)")
+    p.add_argument("--evaluator", default=None, help="an independent classifier checkpoint (default: one trained "
+                                                     "on the held-out split)")
+    p.add_argument("--per-class", type=int, default=4)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plots", action="store_true")
+    p.add_argument("--out", required=True, help="report.json")
+    p.set_defaults(func=cmd_invert)
 
     p = command("tune", "Search an unlearning method's settings (Optuna, multi-objective gaps to the retrained model).")
     _add_data_args(p)

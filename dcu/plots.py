@@ -106,3 +106,26 @@ def roc_curves(curves: Dict[str, Dict[str, List[float]]], path: str | os.PathLik
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def inversion_pairs(inverted: torch.Tensor, nearest: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
+                    mean: Sequence[float], std: Sequence[float], path: str | os.PathLike, title: str = "") -> Path:
+    """Each inverted image (top row) above its nearest real image of the same class (bottom row)."""
+    plt = _pyplot()
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    n = len(inverted)
+    fig, axes = plt.subplots(2, n, figsize=(max(n, 2) * 0.9, 2.2), squeeze=False)
+    for row, images in enumerate((inverted, nearest)):
+        pictures = (images * s + m).clamp(0, 1)
+        for j in range(n):
+            ax = axes[row][j]
+            ax.axis("off")
+            img = pictures[j]
+            ax.imshow((img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy(),
+                      cmap="gray" if img.shape[0] == 1 else None)
+            if row == 0:
+                ax.set_title(str(classes[int(labels[j])]), fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return _save(fig, path)

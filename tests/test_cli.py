@@ -146,3 +146,21 @@ def test_shadows_in_shards_then_lira_and_rmia_from_the_cli(workdir, tmp_path, ca
     assert dcu_cli("shadows", "--dataset", "digits", "--model", str(w / "original.pt"), "--count", "4",
                    "--shard", "2/2", "--out", str(store)) == 2
     assert "0 <= i < n" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["gradient", "condensive", "unlearning_inversion"])
+def test_invert_writes_scores_and_a_figure(workdir, tmp_path, method):
+    w = workdir
+    model = w / "original.pt"
+    extra = []
+    if method == "unlearning_inversion":
+        assert dcu_cli("forget", "--dataset", "digits", "--model", str(model), "--forget-class", "2", "--method",
+                       "gradient_ascent", "--set", "epochs=1", "--out", str(tmp_path / "u.pt")) == 0
+        model, extra = tmp_path / "u.pt", ["--original", str(w / "original.pt")]
+    out = tmp_path / "inv.json"
+    assert dcu_cli("invert", "--dataset", "digits", "--model", str(model), "--method", method, "--per-class", "1",
+                   "--steps", "40", *extra, "--out", str(out), "--plots") == 0
+    scores = json.loads(out.read_text())["scores"]
+    assert 0 <= scores["evaluator_accuracy"] <= 1 and scores["nearest_psnr"] > 0
+    assert (method != "unlearning_inversion") or scores["forget_closeness_gap"] is not None
+    assert (tmp_path / "inv.png").stat().st_size > 1000
