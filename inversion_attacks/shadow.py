@@ -4,7 +4,7 @@ Each shadow model trains, with the target's architecture and schedule, on a rand
 training ids (the training split and its held-out part: every id has shadows that saw it and shadows that
 did not). The store keeps, per shadow, its membership mask over the pool and its logits on every pool image
 (eval mode, the image and its horizontal flip when the data are flipped in training), so an attack never
-re-runs a shadow model. One file per shadow, written atomically: a run stopped at any point resumes where
+re-runs a shadow model, and its weights (for attacks that unlearn shadows, such as U-LiRA). One file per shadow, written atomically: a run stopped at any point resumes where
 it was, and ``shard=(i, n)`` lets n machines fill one store (shadow k belongs to shard k mod n); the store
 is merged by simply reading every shadow file present.
 
@@ -111,7 +111,8 @@ class ShadowStore:
             with quiet():
                 train(model, member, TrainConfig(**{**cfg.__dict__, "seed": self.manifest["seed"] * 100_003 + i}))
             logits = query_logits(model, everything.images, cfg.augment and cfg.flip)
-            atomic_save({"format": "dcu-shadow", "index": i, "mask": mask, "logits": logits.half()}, self.file(i))
+            atomic_save({"format": "dcu-shadow", "index": i, "mask": mask, "logits": logits.half(),
+                         "state_dict": model.state_dict()}, self.file(i))
             trained.append(i)
         return trained
 

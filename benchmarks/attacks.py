@@ -1,0 +1,93 @@
+"""Attack validation on a preset: LiRA / RMIA with a shadow-model store, on the original, the retrained model
+and unlearned models, side by side (the forget set against held-out training images).
+
+    python benchmarks/attacks.py --preset cifar10-cpu-sub --data-root ~/data/cifar10 --shadows 16 \\
+        --methods retrain,finetune,dcu
+
+The store (``--store``, default runs/shadows-<preset>-seed<seed>) is filled first and resumes where it
+stopped; on several machines run ``dcu shadows ... --shard i/n`` into the same folder instead. Results go to
+``benchmarks/results/attacks-<preset>.json`` after every model.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from dcu.checkpoint import versions  # noqa: E402
+from dcu.evaluate import machine, run_attack  # noqa: E402
+from dcu.io import atomic_write_json  # noqa: E402
+from dcu.pipeline import forget_requests, prepare_splits, train_original  # noqa: E402
+from dcu.presets import get_preset  # noqa: E402
+from dcu.progress import set_quiet  # noqa: E402
+from dcu.train import TrainConfig, accuracy  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv=None) -> int:
+    from condense import get_condenser
+    from inversion_attacks.shadow import ShadowStore
+    from unlearn import get_unlearner
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cifar10-cpu-sub")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shadows", type=int, default=16)
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--methods", default="retrain,finetune,dcu")
+    parser.add_argument("--attacks", default="lira,rmia,loss_lr")
+    parser.add_argument("--work-dir", default="runs/benchmarks")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    set_quiet(args.quiet)
+
+    preset = get_preset(args.preset)
+    splits = prepare_splits(preset, args.data_root)
+    original, meta = train_original(splits, preset, args.seed,
+                                    Path(args.work_dir) / f"original-{args.preset}-{preset['model']}-seed{args.seed}.pt")
+    store_path = Path(args.store or f"runs/shadows-{args.preset}-seed{args.seed}")
+    store = ShadowStore.create(store_path, splits, meta, count=args.shadows, seed=args.seed)
+    started = time.perf_counter()
+    store.fill(splits)
+    forget_ids = torch.sort(torch.cat(forget_requests(splits, "random", args.seed, frac=preset.get("forget_frac", 0.1)))).values
+    forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    result = {"benchmark": "attacks", "preset": args.preset, "seed": args.seed, "machine": machine(),
+              "versions": versions(), "command": " ".join(sys.argv), "shadows": len(store.done()),
+              "shadow_seconds_this_run": time.perf_counter() - started, "non_members": "held-out training images",
+              "split_sizes": {"forget": len(forget), "held_out": len(splits.val)}, "models": {}}
+    out = RESULTS / f"attacks-{args.preset}.json"
+
+    def score(name, model):
+        row = {"forget_acc": accuracy(model, forget), "test_acc": accuracy(model, splits.test), "attacks": {}}
+        for attack in args.attacks.split(","):
+            summary = run_attack(attack, model, retain, forget, splits.test, seed=args.seed, held_out=splits.val,
+                                 shadows=str(store_path)).summary()
+            row["attacks"][attack] = {k: summary[k] for k in ("auc", "tpr_at_1fpr", "tpr_at_01fpr", "headline",
+                                                               "balanced_accuracy")}
+        result["models"][name] = row
+        atomic_write_json(result, out)
+        print(name, {a: round(v["auc"], 4) for a, v in row["attacks"].items()}, flush=True)
+
+    score("original", original)
+    condensed = None
+    train_cfg = TrainConfig(**meta["train_config"])
+    for method in args.methods.split(","):
+        unlearner = get_unlearner(method, train_config=train_cfg, seed=args.seed, **preset.get("unlearn", {}).get(method, {}))
+        if unlearner.requires_condensed and condensed is None:
+            settings = dict(preset["condense"])
+            condensed = get_condenser(settings.pop("method"), seed=args.seed, **settings).condense(splits, original, meta["hash"])
+        model = unlearner.unlearn(original, retain, forget, condensed=condensed if unlearner.requires_condensed else None,
+                                  val=splits.val)
+        score(method, model)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
