@@ -138,6 +138,11 @@ class Condenser:
         self.progress_path: Optional[Path] = None   # where an iterative method checkpoints its progress
         self.progress_every: int = 50               # ... every this many iterations
         self.history: List[float] = []              # the matching loss per iteration, for the loss plot
+        self.device = torch.device("cpu")           # where an iterative method computes (dm so far)
+
+    def to(self, device: str | torch.device) -> "Condenser":
+        self.device = torch.device(device)
+        return self
 
     def resumable(self, path: str | os.PathLike, every: int = 50) -> "Condenser":
         """Checkpoint progress to ``path`` every ``every`` iterations and continue from it when it exists.

@@ -18,6 +18,7 @@ import torch
 
 from dcu.models import create_model
 from dcu.progress import progress
+from dcu.train import on_device
 
 from .base import CondenseConfig, Condenser, class_positions, new_set, register_condenser
 from .dsa import for_images
@@ -45,12 +46,14 @@ class DistributionMatching(Condenser):
                syn: torch.Tensor, syn_labels: torch.Tensor, seed: int, desc: str) -> torch.Tensor:
         """Optimise ``syn`` (for ``classes``) against real images ``images[pools[i]]`` of ``classes[i]``."""
         cfg = self.cfg
-        syn = syn.clone().requires_grad_(True)
+        device = self.device
+        images = on_device(images, device)
+        syn = syn.to(device).clone().requires_grad_(True)
         optimizer = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum)
         gen = torch.Generator().manual_seed(seed)
         in_ch, size = images.shape[1], images.shape[2]
         slot = {c: i for i, c in enumerate(classes)}
-        syn_group = torch.tensor([slot[int(c)] for c in syn_labels])
+        syn_group = torch.tensor([slot[int(c)] for c in syn_labels], device=device)
         syn_count = torch.bincount(syn_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
         dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
         self.history, first = [], 0
@@ -68,30 +71,34 @@ class DistributionMatching(Condenser):
                 break
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
             net = create_model("convnet", in_channels=in_ch, num_classes=1, image_size=size, width=cfg.net_width,
-                               depth=cfg.net_depth)
+                               depth=cfg.net_depth).to(device)
             net.requires_grad_(False)
             picks = [pool[torch.randperm(len(pool), generator=gen)[: cfg.batch_real]] for pool in pools]
-            real = images[torch.cat(picks)]
-            real_group = torch.cat([torch.full((len(p),), i) for i, p in enumerate(picks)])
+            real = images[torch.cat(picks).to(device, non_blocking=True)]
+            real_group = torch.cat([torch.full((len(p),), i) for i, p in enumerate(picks)]).to(device, non_blocking=True)
             fake = syn
             if dsa is not None:
-                per_class = dsa.sample(gen, len(classes))
+                per_class = {k: (v if k == "family" else v.to(device, non_blocking=True))
+                             for k, v in dsa.sample(gen, len(classes)).items()}
                 real, fake = dsa(real, dsa.take(per_class, real_group)), dsa(syn, dsa.take(per_class, syn_group))
             with torch.no_grad():
                 emb_real = net.forward_features(real)
-            mean_real = torch.zeros(len(classes), emb_real.shape[1]).index_add_(0, real_group, emb_real)
+            mean_real = torch.zeros(len(classes), emb_real.shape[1], device=device).index_add_(0, real_group, emb_real)
             mean_real /= torch.bincount(real_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
             emb_syn = net.forward_features(fake)
-            mean_syn = torch.zeros(len(classes), emb_syn.shape[1]).index_add(0, syn_group, emb_syn) / syn_count
+            mean_syn = torch.zeros(len(classes), emb_syn.shape[1], device=device).index_add(0, syn_group, emb_syn) / syn_count
             loss = ((mean_real - mean_syn) ** 2).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            bar.set_postfix(loss=f"{loss.item():.2f}")
-            self.history.append(loss.item())
-            self.save_progress(desc, iteration + 1, cfg.iterations, syn=syn.detach(),
-                               optimizer=optimizer.state_dict(), generator=gen.get_state())
-        return syn.detach()
+            self.history.append(loss.detach())   # read back once at the end: no device sync per iteration
+            if self.progress_path is not None and ((iteration + 1) % self.progress_every == 0
+                                                   or iteration + 1 == cfg.iterations):
+                self.history = [float(h) for h in self.history]
+                self.save_progress(desc, iteration + 1, cfg.iterations, syn=syn.detach().cpu(),
+                                   optimizer=optimizer.state_dict(), generator=gen.get_state())
+        self.history = [float(h) for h in self.history]
+        return syn.detach().cpu()
 
     def build(self, train, num_classes, model: Optional[torch.nn.Module]):
         gen = torch.Generator().manual_seed(self.cfg.seed)

@@ -100,11 +100,15 @@ def cmd_train(args) -> int:
     from .models import create_model
     from .train import TrainConfig, train
 
+    from .device import finish_distributed, init_distributed, resolve_device
+
+    device = resolve_device(args.device)
+    rank = init_distributed(device)
     splits = _splits_for(args, val_frac=args.val_frac)
     c, h, _ = splits.input_shape
     model_args = _settings(args.model_arg)
     torch.manual_seed(args.seed)
-    model = create_model(args.model, in_channels=c, num_classes=splits.num_classes, image_size=h, **model_args)
+    model = create_model(args.model, in_channels=c, num_classes=splits.num_classes, image_size=h, **model_args).to(device)
     aug = _auto_augment(splits)
     if args.augment is not None:
         aug["augment"] = args.augment
@@ -117,6 +121,9 @@ def cmd_train(args) -> int:
     meta = {**base_meta(model, splits, splits.train.ids), "kind": "original", "seed": args.seed,
             "holdout": {"frac": args.val_frac, "seed": 0}, "train_config": asdict(cfg),
             "times": {"online_seconds": seconds}, "forgotten_ids": [], "lineage": []}
+    finish_distributed()
+    if rank != 0:   # under torchrun only the first process writes
+        return 0
     digest = save_checkpoint(args.out, model, meta)
     progress_file.unlink(missing_ok=True)
     from .train import accuracy
@@ -216,6 +223,13 @@ def cmd_forget(args) -> int:
                              "request forgot; pass the condensed set that request wrote.")
     train_cfg = TrainConfig(**meta["train_config"])
     unlearner = get_unlearner(args.method, train_config=train_cfg, seed=args.seed, **_settings(args.set))
+    from .device import resolve_device
+
+    device = resolve_device(args.device)
+    if device.type != "cpu" and not unlearner.runs_on_gpu:
+        log.info("'%s' runs on the CPU (only retrain, finetune, cf_k and eu_k run on a GPU so far).", args.method)
+    elif device.type != "cpu":
+        model = model.to(device)
     unlearned = unlearner.unlearn(model, retain, forget, condensed=condensed, val=splits.val)
     parent = {k: meta.get(k) for k in LINEAGE_KEYS}
     new_meta = {**{k: v for k, v in meta.items() if k not in ("hash", "created", "versions")},
@@ -241,7 +255,10 @@ def cmd_evaluate(args) -> int:
     from .forget import resolve
     from .io import atomic_write_json
 
+    from .device import resolve_device
+
     model, meta = load_checkpoint(args.model)
+    model = model.to(resolve_device(args.device))
     splits = _splits_for(args, meta)
     check_fits(meta, splits, args.model)
     if args.ids or args.forget_frac is not None or args.forget_class is not None:
@@ -515,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the training split held out as validation, never trained on (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. original.pt")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--checkpoint", default=None, help="progress checkpoint, saved every epoch (default OUT.progress.pt)")
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its progress checkpoint")
     p.set_defaults(func=cmd_train)
@@ -542,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the model to unlearn from (an original or an unlearned model)")
     p.add_argument("--condensed", default=None, help="condensed retain set (required by dcu)")
     p.add_argument("--condensed-out", default=None, help="write the refreshed condensed set here (for the next request)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--method", default="dcu", help="unlearning method: dcu, retrain, finetune, salun, scrub, ... (dcu list unlearning)")
     _add_forget_args(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. epochs=6")
@@ -554,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     _add_forget_args(p, flag="--forget")
     p.add_argument("--reference", default=None, help="the retrained model, for gaps and RTE")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--attacks", default="loss_lr", help="comma-separated attack names (dcu list attacks)")
     p.add_argument("--shadows", default=None, help="shadow-model store, for lira and rmia (dcu shadows)")
     p.add_argument("--seed", type=int, default=0)
@@ -575,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--attack", required=True, help="loss_lr, svc_efficacy, entropy, lira, rmia (dcu list attacks)")
     p.add_argument("--shadows", default=None, help="shadow-model store (for lira, rmia)")
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     _add_forget_args(p, flag="--forget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true", help="also write the log-log ROC curve")

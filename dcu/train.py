@@ -35,22 +35,28 @@ class TrainConfig:
     crop_padding: int = 4
     seed: int = 0
     max_steps: Optional[int] = None  # stop early after this many steps (e.g. a time budget in steps)
+    amp: bool = True                # bf16 autocast on a GPU (ignored on the CPU)
 
 
 def augment_batch(x: torch.Tensor, *, flip: bool, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip and random crop of a zero-padded batch, one draw per image."""
+    """Random horizontal flip and random crop of a zero-padded batch, one draw per image.
+
+    The draws come from ``generator`` (on the CPU, so a seed means the same on every device) and move to
+    ``x``'s device as a few small tensors, without waiting for the device.
+    """
     n, _, h, w = x.shape
+    device = x.device
     if flip:
-        mask = torch.rand(n, generator=generator) < 0.5
+        mask = (torch.rand(n, generator=generator) < 0.5).to(device, non_blocking=True)
         x = torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
     if padding > 0:
         padded = F.pad(x, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-        rows = (dy.view(-1, 1) + torch.arange(h)).view(n, 1, h, 1)
-        cols = (dx.view(-1, 1) + torch.arange(w)).view(n, 1, 1, w)
-        batch = torch.arange(n).view(n, 1, 1, 1)
-        chans = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(device, non_blocking=True)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(device, non_blocking=True)
+        rows = (dy.view(-1, 1) + torch.arange(h, device=device)).view(n, 1, h, 1)
+        cols = (dx.view(-1, 1) + torch.arange(w, device=device)).view(n, 1, 1, w)
+        batch = torch.arange(n, device=device).view(n, 1, 1, 1)
+        chans = torch.arange(x.shape[1], device=device).view(1, -1, 1, 1)
         x = padded[batch, chans, rows, cols]
     return x
 
@@ -93,7 +99,9 @@ def train(
 ) -> Dict[str, List[float]]:
     """Train ``model`` in place on ``data``; returns the mean loss per epoch.
 
-    ``loss_fn(model, x, y, idx)`` gives the loss of an (augmented) batch, ``idx`` its positions in ``data``;
+    The loop runs on the model's device (the data move there once); under ``torchrun`` (see ``dcu.device``)
+    each process takes its share of every global batch. ``loss_fn(model, x, y, idx)`` gives the mean loss
+    of an (augmented) batch, ``idx`` its positions in ``data`` (on the CPU);
     methods that add terms (distillation, a forget-set signal) pass their own and keep this loop.
     ``on_epoch(epoch)`` runs before each epoch (e.g. to re-derive targets from the model as it is),
     ``on_step(step)`` after each optimizer step (e.g. to put back weights a hard mask freezes).
@@ -103,6 +111,19 @@ def train(
     """
     if len(data) == 0:
         raise ValueError("Cannot train on an empty set of samples.")
+    device = model_device(model)
+    cuda = device.type == "cuda"
+    world, rank = distributed_world()
+    if cfg.batch_size < world:
+        raise ValueError(f"The batch of {cfg.batch_size} cannot be split over {world} processes.")
+    images, labels = on_device(data.images, device), on_device(data.labels, device)
+    if cuda and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model.to(memory_format=torch.channels_last)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
@@ -125,30 +146,42 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch)
         order = torch.randperm(len(data), generator=generator)
-        running, batches = 0.0, 0
+        device_order = order.to(device, non_blocking=True)
+        running, batches = torch.zeros((), device=device), 0
         for start in range(0, len(order), cfg.batch_size):
             if step >= total:
                 break
-            idx = order[start : start + cfg.batch_size]
-            x, y = data.images[idx], data.labels[idx]
+            idx = order[start : start + cfg.batch_size]          # the global batch (positions, on the CPU)
+            on_dev = device_order[start : start + cfg.batch_size]
+            x, y = images[on_dev], labels[on_dev]
             if cfg.augment:
                 x = augment_batch(x, flip=cfg.flip, padding=cfg.crop_padding, generator=generator)
-            loss = loss_fn(model, x, y, idx)
-            if not torch.isfinite(loss):
+            share = 1.0
+            if world > 1:   # each process takes every world-th sample of the same global batch
+                share = len(idx[rank::world]) * world / len(idx)
+                x, y, idx = x[rank::world], y[rank::world], idx[rank::world]
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp):
+                loss = loss_fn(net, x, y, idx)
+            if not cuda and not torch.isfinite(loss):   # on a GPU checked once an epoch: no sync per step
                 raise FloatingPointError(f"The training loss became {loss.item()} at step {step}; stopping ({desc}).")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * share).backward()   # DDP averages over processes: weighted, the global batch's mean
             optimizer.step()
             schedule.step()
             if on_step is not None:
                 on_step(step)
-            running += loss.item()
+            running += loss.detach().float()
             batches += 1
             step += 1
         if batches:
-            history["loss"].append(running / batches)
-            bar.set_postfix(loss=f"{history['loss'][-1]:.3f}")
-        if progress_file is not None:
+            mean_loss = float(running) / batches
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"The training loss became {mean_loss} in epoch {epoch}; stopping ({desc}).")
+            history["loss"].append(mean_loss)
+            bar.set_postfix(loss=f"{mean_loss:.3f}")
+        if progress_file is not None and rank == 0:
             from .io import atomic_save
 
             atomic_save({"format": "dcu-train-progress", "config": asdict(cfg), "epoch": epoch + 1, "step": step,
@@ -173,24 +206,47 @@ def _load_progress(path, cfg: TrainConfig) -> Dict:
     return saved
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's weights are (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``: moved once (from pinned memory, without blocking) when it is elsewhere."""
+    if t.device == device:
+        return t
+    if device.type == "cuda" and t.device.type == "cpu":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+def distributed_world() -> tuple:
+    """(world size, rank) under ``torchrun`` (an initialised process group), else (1, 0)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
 @torch.no_grad()
+def _batched(fn, model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    out = [fn(on_device(images[i : i + batch_size], device)).float().cpu() for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Logits of ``model`` in eval mode, in batches."""
-    was_training = model.training
-    model.eval()
-    out = [model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    """Logits of ``model`` in eval mode, in batches on the model's device, returned on the CPU."""
+    return _batched(model, model, images, batch_size)
 
 
-@torch.no_grad()
 def features(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Penultimate embeddings of ``model`` in eval mode, streamed in batches."""
-    was_training = model.training
-    model.eval()
-    out = [model.forward_features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    """Penultimate embeddings of ``model`` in eval mode, streamed in batches, returned on the CPU."""
+    return _batched(model.forward_features, model, images, batch_size)
 
 
 def accuracy(model: nn.Module, data: ImageSet) -> float:

@@ -31,6 +31,7 @@ class EUKConfig(CFKConfig):
 
 @register_unlearner
 class CFK(Unlearner):
+    runs_on_gpu = True
     name = "cf_k"
     Config = CFKConfig
     reinitialise = False

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from dcu.data import ImageSet
 from dcu.models import split_model
-from dcu.train import TrainConfig, augment_batch, predict, train
+from dcu.train import TrainConfig, augment_batch, model_device, on_device, predict, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
 
@@ -86,6 +86,7 @@ class DCU(Unlearner):
     name = "dcu"
     Config = DCUConfig
     requires_condensed = True
+    runs_on_gpu = True
     search_space = {"epochs": (2, 30, "int"), "lr": (1e-3, 1e-1, "log"), "retain_weight": (0.1, 10.0, "log"),
                     "temperature": (1.0, 8.0, "linear"), "tail_stages": [1, 2, 3]}
 
@@ -114,6 +115,9 @@ class DCU(Unlearner):
         target = calibrated_targets(logits_forget, forget.labels, margin, held_out_loss, absent)
         T = cfg.temperature
         soft_syn = _without((logits_syn / T).softmax(1), absent)
+        device = model_device(model)   # the cached tensors live where the tail trains; batches index them from the CPU
+        h_syn, soft_syn, target = (on_device(t, device) for t in (h_syn, soft_syn, target))
+        syn_labels = on_device(synthetic.labels, device)
 
         def loss_fn(student_tail, h_f, _y, idx):
             pick = torch.randint(0, len(h_syn), (min(cfg.batch_condensed, len(h_syn)),), generator=gen)
@@ -121,13 +125,13 @@ class DCU(Unlearner):
             out_forget, out_syn = logits[: len(h_f)], logits[len(h_f):]
             forget_loss = F.kl_div(out_forget.log_softmax(1), target[idx], reduction="batchmean")
             distill = F.kl_div((out_syn / T).log_softmax(1), soft_syn[pick], reduction="batchmean") * T * T
-            return forget_loss + cfg.retain_weight * (distill + F.cross_entropy(out_syn, synthetic.labels[pick]))
+            return forget_loss + cfg.retain_weight * (distill + F.cross_entropy(out_syn, syn_labels[pick]))
 
         def recalibrate(epoch: int) -> None:
             # forget losses should look like held-out losses *of the model being trained*, not of the original
             if cfg.recalibrate and epoch > 0:
                 loss = F.cross_entropy(predict(tail, h_val), val.labels, reduction="none")
-                target.copy_(calibrated_targets(logits_forget, forget.labels, margin, loss, absent))
+                target.copy_(calibrated_targets(logits_forget, forget.labels, margin, loss, absent).to(device))
 
         schedule = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_forget, lr=cfg.lr, schedule="cosine",
                                momentum=0.9, weight_decay=self.train_config.weight_decay, seed=cfg.seed)
@@ -136,6 +140,6 @@ class DCU(Unlearner):
         if absent.any():
             head = [m for m in tail.modules() if isinstance(m, torch.nn.Linear)][-1]
             with torch.no_grad():
-                head.weight[absent] = 0.0
-                head.bias[absent] = -1e3
+                head.weight[absent.to(device)] = 0.0
+                head.bias[absent.to(device)] = -1e3
         return model

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from dcu.models import create_model
-from dcu.train import train
+from dcu.train import model_device, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
 
@@ -19,11 +19,12 @@ class RetrainConfig(UnlearnConfig):
 
 @register_unlearner
 class Retrain(Unlearner):
+    runs_on_gpu = True
     name = "retrain"
     Config = RetrainConfig
 
     def run(self, model, retain, forget, *, condensed, val):
-        fresh = create_model(model.arch, **model.arch_args)  # initialised under the seed set by the base class
+        fresh = create_model(model.arch, **model.arch_args).to(model_device(model))  # seeded by the base class
         data = self.retain_data(retain, forget, condensed)
         train(fresh, data, self.schedule(seed=self.cfg.seed), desc="retrain")
         return fresh
