@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dcu.models import create_model
+from dcu.models.convnet import fit_depth
 from dcu.progress import progress
 
 from .base import CondenseConfig, Condenser, class_positions, new_set, register_condenser
@@ -90,7 +91,7 @@ class GradientMatching(Condenser):
                 break
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
             net = create_model("convnet", in_channels=channels, num_classes=num_classes, image_size=size,
-                               width=cfg.net_width, depth=cfg.net_depth)
+                               width=cfg.net_width, depth=fit_depth(cfg.net_depth, size))
             params = list(net.parameters())
             optimizer_net = torch.optim.SGD(params, lr=cfg.lr_net)
             for step in range(outer):

@@ -17,6 +17,7 @@ from typing import List, Optional
 import torch
 
 from dcu.models import create_model
+from dcu.models.convnet import fit_depth
 from dcu.progress import progress
 from dcu.train import on_device
 
@@ -71,7 +72,7 @@ class DistributionMatching(Condenser):
                 break
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
             net = create_model("convnet", in_channels=in_ch, num_classes=1, image_size=size, width=cfg.net_width,
-                               depth=cfg.net_depth).to(device)
+                               depth=fit_depth(cfg.net_depth, size)).to(device)
             net.requires_grad_(False)
             picks = [pool[torch.randperm(len(pool), generator=gen)[: cfg.batch_real]] for pool in pools]
             real = images[torch.cat(picks).to(device, non_blocking=True)]

@@ -2,7 +2,8 @@
 
 Named protocols, so a number always says how it was made:
 
-* ``dc-300ep`` — the DC/DSA/DM papers' protocol (VICO-UoE/DatasetCondensation ``evaluate_synset``): ConvNet-128,
+* ``dc-300ep`` — the DC/DSA/DM papers' protocol (VICO-UoE/DatasetCondensation ``evaluate_synset``): ConvNet-128
+  (depth 3, fewer for images under 16 px),
   SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, 300 epochs, lr ×0.1 at half; with DSA
   augmentation (independent parameters per image) when the method condensed with DSA — the reference
   evaluates DM and DSA sets that way.
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 from dcu.data import DatasetSplits, ImageSet
 from dcu.models import create_model
+from dcu.models.convnet import fit_depth
 from dcu.progress import progress, quiet
 from dcu.train import TrainConfig, accuracy, train
 
@@ -61,8 +63,11 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
     accs, start = [], time.perf_counter()
     for run in progress(range(runs), desc=f"evaluate ({protocol})", unit="net"):
         torch.manual_seed(seed + run)
+        model_args = dict(spec["model_args"])
+        if spec["model"] == "convnet":
+            model_args["depth"] = fit_depth(model_args.get("depth", 3), size)
         net = create_model(spec["model"], in_channels=channels, num_classes=splits.num_classes, image_size=size,
-                           **spec["model_args"])
+                           **model_args)
         generator = torch.Generator().manual_seed(seed + run)
 
         def loss_fn(model, x, y, idx):

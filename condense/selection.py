@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from dcu.models import create_model
+from dcu.models.convnet import fit_depth
 from dcu.train import features
 
 from .base import CondenseConfig, Condenser, class_positions, register_condenser
@@ -58,7 +59,7 @@ class _Selection(Condenser):
         if model is None:
             _, channels, size, _ = train.images.shape
             model = create_model("convnet", in_channels=channels, num_classes=num_classes, image_size=size,
-                                 width=self.cfg.net_width)
+                                 width=self.cfg.net_width, depth=fit_depth(3, size))
         emb = features(model, train.images)
         chosen = [pos[self.select(emb[pos], self.cfg.ipc)] for pos in class_positions(train.labels, num_classes)]
         return coreset(train, torch.cat(chosen))

@@ -74,7 +74,8 @@ def comparison_bars(rows: Dict[str, Dict[str, float]], metrics: List[str], path:
     return _save(fig, path)
 
 
-def loss_curve(values: Sequence[float], path: str | os.PathLike, title: str = "", ylabel: str = "matching loss") -> Path:
+def loss_curve(values: Sequence[float], path: str | os.PathLike, title: str = "", ylabel: str = "matching loss",
+               xlabel: str = "iteration") -> Path:
     """A loss-per-iteration line (log scale when it spans more than a decade)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
@@ -82,7 +83,7 @@ def loss_curve(values: Sequence[float], path: str | os.PathLike, title: str = ""
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) > 10:
         ax.set_yscale("log")
-    ax.set_xlabel("iteration")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)

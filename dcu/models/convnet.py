@@ -57,6 +57,14 @@ class ConvNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def fit_depth(depth: int, image_size: int) -> int:
+    """``depth``, less the blocks that would pool the map below 2x2 (a 1x1 map through instance norm is a
+    constant): 3 for CIFAR's 32 px and MNIST's 28 px, as in the reference, 2 for 8 px digits."""
+    while depth > 1 and image_size // 2 ** depth < 2:
+        depth -= 1
+    return depth
+
+
 @register_model("convnet")
 def convnet(*, in_channels: int = 3, num_classes: int = 10, image_size: int = 32, width: int = 128, depth: int = 3,
             norm: str = "instancenorm") -> ConvNet:

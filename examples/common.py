@@ -1,0 +1,41 @@
+"""What the example scripts share: the argument set, and writing a result as JSON, a table and a bar chart."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Dict
+
+from dcu.io import atomic_write_json
+from dcu.plots import comparison_bars
+from dcu.progress import set_quiet
+
+
+def parser(doc: str, out_dir: str, methods: str = "retrain,finetune,dcu") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="smoke")
+    p.add_argument("--methods", default=methods)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--out-dir", default=out_dir)
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def start(args) -> Path:
+    set_quiet(args.quiet)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def accuracy_bars(rows: Dict[str, dict], path: Path, title: str) -> None:
+    """Retain / forget / test accuracy and loss_lr MIA per method, as grouped bars."""
+    bars = {name: {"retain": r["retain_acc"], "forget": r["forget_acc"], "test": r["test_acc"],
+                   "MIA": r["mia"]["loss_lr"]["headline"]} for name, r in rows.items()}
+    comparison_bars(bars, ["retain", "forget", "test", "MIA"], path, title=title)
+
+
+def finish(result, table_text: str, out: Path, name: str) -> None:
+    atomic_write_json(result, out / f"{name}.json")
+    (out / f"{name}.md").write_text(table_text + "\n")
+    print(table_text, flush=True)

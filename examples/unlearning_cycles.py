@@ -1,0 +1,68 @@
+"""Unlearning cycles: several forget requests in a row, each applied to the previous answer's model (and, for
+dcu, to the previous request's refreshed condensed set), measured after every cycle against retraining on
+what remains (the DC_U paper's cycles experiment, in dcu's presets).
+
+    python examples/unlearning_cycles.py --preset cifar10-cpu-sub --data-root ~/data/cifar10 --cycles 5
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from common import finish, parser, start
+from dcu.evaluate import model_metrics
+from dcu.pipeline import forget_requests, prepare_splits, train_original
+from dcu.plots import loss_curve
+from dcu.presets import get_preset
+from dcu.train import TrainConfig
+
+
+def main(argv=None) -> int:
+    from condense import get_condenser
+    from unlearn import get_unlearner
+
+    p = parser(__doc__, "runs/examples/unlearning_cycles", methods="finetune,dcu")
+    p.add_argument("--cycles", type=int, default=5)
+    p.add_argument("--request-frac", type=float, default=0.02)
+    args = p.parse_args(argv)
+    out = start(args)
+    preset = get_preset(args.preset)
+    splits = prepare_splits(preset, args.data_root)
+    original, meta = train_original(splits, preset, args.seed, out / f"original-{args.preset}-seed{args.seed}.pt")
+    requests = forget_requests(splits, "sequential", args.seed, requests=args.cycles, request_frac=args.request_frac)
+    cfg = TrainConfig(**meta["train_config"])
+    settings = dict(preset["condense"])
+    condensed = get_condenser(settings.pop("method"), seed=args.seed, **settings).condense(splits, original, meta["hash"])
+    methods = ["retrain"] + args.methods.split(",")
+    rows = {m: [] for m in methods}
+    state = {m: (original, condensed) for m in methods}
+    forgotten = torch.empty(0, dtype=torch.long)
+    for cycle, request in enumerate(requests, 1):
+        forgotten = torch.cat([forgotten, request])
+        retain, forget_all = splits.train.without(forgotten), splits.train.subset(forgotten)
+        for m in methods:
+            model, cset = state[m]
+            # retraining answers every cycle from scratch on what remains; the others chain their answers
+            request_set = forget_all if m == "retrain" else splits.train.subset(request)
+            unlearner = get_unlearner(m, train_config=cfg, seed=args.seed, **preset.get("unlearn", {}).get(m, {}))
+            model = unlearner.unlearn(original if m == "retrain" else model, retain, request_set,
+                                      condensed=cset if unlearner.requires_condensed else None, val=splits.val)
+            state[m] = (model, getattr(unlearner, "refreshed", cset))
+            row = model_metrics(model, retain, forget_all, splits.test, seed=args.seed)
+            row.update(cycle=cycle, forgotten=len(forgotten), seconds=unlearner.stats["seconds"])
+            rows[m].append(row)
+    head = "| cycle | forgotten | method | retain | forget (all so far) | test | MIA | online s |\n|---:|---:|---|---:|---:|---:|---:|---:|"
+    lines = [f"| {r['cycle']} | {r['forgotten']} | {m} | {100 * r['retain_acc']:.1f} | {100 * r['forget_acc']:.1f} | "
+             f"{100 * r['test_acc']:.1f} | {100 * r['mia']['loss_lr']['headline']:.1f} | {r['seconds']:.2f} |"
+             for i in range(len(requests)) for m, rs in rows.items() for r in [rs[i]]]
+    for m, rs in rows.items():
+        loss_curve([r["forget_acc"] for r in rs], out / f"{args.preset}-{m}-forget.png", ylabel="forget accuracy",
+                   xlabel="cycle", title=f"{args.preset}: {m}, forget accuracy per cycle")
+    finish(rows, f"## {args.preset}, {len(requests)} cycles of {args.request_frac:.0%}, seed {args.seed}\n\n{head}\n"
+           + "\n".join(lines), out, args.preset)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
