@@ -27,7 +27,8 @@ from .base import Attack, AttackConfig, AttackResult, register_attack, roc_metri
 
 @dataclass
 class PopulationConfig(AttackConfig):
-    max_per_side: int = 2500       # retain / held-out samples used to fit the attack (balanced)
+    max_per_side: int = 1000       # retain / held-out samples each fit uses (balanced)
+    repeats: int = 5               # fits on independent random draws; the headline is their mean, spread beside it
 
 
 def _feature(name: str, model, data) -> np.ndarray:
@@ -50,18 +51,22 @@ class _Population(Attack):
             raise ValueError(f"{self.name} learns what a member looks like from the retain set; pass retain=.")
         rng = np.random.default_rng(self.cfg.seed)
         n = min(len(retain), len(non_members), self.cfg.max_per_side)
-        fit_in = rng.choice(_feature(self.feature, model, retain), n, replace=False)
+        member_feature = _feature(self.feature, model, retain)
         held_out = _feature(self.feature, model, non_members)
-        fit_out = rng.choice(held_out, n, replace=False)
-        clf = self.classifier().fit(np.concatenate([fit_in, fit_out]).reshape(-1, 1),
-                                    np.concatenate([np.ones(n, int), np.zeros(n, int)]))
         forget = _feature(self.feature, model, members)
-        predicted_member = clf.predict(forget.reshape(-1, 1))
-        scores = clf.decision_function(np.concatenate([forget, held_out]).reshape(-1, 1))
+        headlines, scores = [], np.zeros(len(forget) + len(held_out))
+        for _ in range(self.cfg.repeats):
+            fit_in = rng.choice(member_feature, n, replace=False)
+            fit_out = rng.choice(held_out, n, replace=False)
+            clf = self.classifier().fit(np.concatenate([fit_in, fit_out]).reshape(-1, 1),
+                                        np.concatenate([np.ones(n, int), np.zeros(n, int)]))
+            headlines.append(self.headline(clf.predict(forget.reshape(-1, 1))))
+            scores += clf.decision_function(np.concatenate([forget, held_out]).reshape(-1, 1)) / self.cfg.repeats
         is_member = np.concatenate([np.ones(len(forget), bool), np.zeros(len(held_out), bool)])
         return AttackResult(attack=self.name, scores=torch.from_numpy(scores), is_member=torch.from_numpy(is_member),
-                            headline=self.headline(predicted_member), headline_name=self.headline_name,
-                            extra={"fit_per_side": int(n)}, **roc_metrics(scores, is_member))
+                            headline=float(np.mean(headlines)), headline_name=self.headline_name,
+                            extra={"fit_per_side": int(n), "repeats": self.cfg.repeats, "std": float(np.std(headlines))},
+                            **roc_metrics(scores, is_member))
 
 
 @register_attack

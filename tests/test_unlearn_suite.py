@@ -149,3 +149,16 @@ def test_ssd_touches_only_selected_parameters(conv_setup):
         assert (p[selected].abs() <= p0[selected].abs() + 1e-7).all()   # dampened, never amplified
         changed_total += int(changed.sum())
     assert 0 < changed_total <= unlearner.stats["dampened_weights"]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_method_handles_a_class_left_empty(conv_setup, condensed, name):
+    """Forgetting a whole class leaves a class with no retain sample: every method still runs and stays finite."""
+    splits, original, _, _ = conv_setup
+    forget_ids = splits.train.ids[splits.train.labels == 5]
+    forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    settings = {**CASES[name][0], **({"epochs": 1} if "epochs" in CASES[name][0] else {})}
+    unlearner = unlearn.get_unlearner(name, train_config=TrainConfig(**{**TRAIN.__dict__, "epochs": 2}), **settings)
+    model = unlearner.unlearn(original, retain, forget, val=splits.val)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert 0.0 <= accuracy(model, forget) <= 1.0
