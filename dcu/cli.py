@@ -273,7 +273,8 @@ def cmd_evaluate(args) -> int:
         check_fits(reference_meta, splits, args.reference)
     attacks = [a for a in args.attacks.split(",") if a]
     report = evaluate(model, splits, forget_ids, meta=meta, reference=reference, reference_meta=reference_meta,
-                      attacks=attacks, seed=args.seed, shadows=args.shadows)
+                      attacks=attacks, seed=args.seed, shadows=args.shadows,
+                      attack_settings={a: _settings(getattr(args, "set", [])) for a in attacks if getattr(args, "set", [])})
     atomic_write_json(report, args.out)
     line = (f"retain {report['retain_acc']:.3f}  forget {report['forget_acc']:.3f}  test {report['test_acc']:.3f}  "
             f"MIA(loss_lr) {report['mia']['loss_lr']['headline']:.3f}" if "loss_lr" in report["mia"] else "")
@@ -593,8 +594,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("attack", "Run one membership-inference attack on a model's forget set (JSON out, --plots for ROC).")
     _add_data_args(p)
     p.add_argument("--model", required=True)
-    p.add_argument("--attack", required=True, help="loss_lr, svc_efficacy, entropy, lira, rmia (dcu list attacks)")
-    p.add_argument("--shadows", default=None, help="shadow-model store (for lira, rmia)")
+    p.add_argument("--attack", required=True, help="loss_lr, svc_efficacy, entropy, lira, rmia, ulira (dcu list attacks)")
+    p.add_argument("--shadows", default=None, help="shadow-model store (for lira, rmia, ulira)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an attack setting, e.g. online=false, or for ulira method=dcu and settings={\"epochs\": 10}")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     _add_forget_args(p, flag="--forget")
     p.add_argument("--seed", type=int, default=0)

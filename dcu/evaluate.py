@@ -34,7 +34,8 @@ def machine() -> Dict[str, Any]:
 
 
 def run_attack(name: str, model: nn.Module, retain: ImageSet, forget: ImageSet, test: ImageSet, *, seed: int = 0,
-               held_out: Optional[ImageSet] = None, shadows: Optional[str] = None):
+               held_out: Optional[ImageSet] = None, shadows: Optional[str] = None,
+               settings: Optional[Dict[str, Any]] = None):
     """One attack on the forget set. Shadow-model attacks need non-members whose ids the shadow store knows,
     so they score against ``held_out`` (held-out training images) instead of the test set."""
     from dataclasses import fields
@@ -42,21 +43,24 @@ def run_attack(name: str, model: nn.Module, retain: ImageSet, forget: ImageSet, 
     from inversion_attacks import ATTACKS, get_attack
 
     uses_shadows = "shadows" in {f.name for f in fields(ATTACKS.get(name).Config)}
+    settings = dict(settings or {})
     if not uses_shadows:
-        return get_attack(name, seed=seed).run(model, forget, test, retain=retain)
+        return get_attack(name, seed=seed, **settings).run(model, forget, test, retain=retain)
     if held_out is None or len(held_out) == 0:
         raise ValueError(f"Attack '{name}' scores the forget set against held-out training images; the model has "
                          "no held-out split (train it with --val-frac > 0).")
-    return get_attack(name, seed=seed, shadows=shadows).run(model, forget, held_out, retain=retain)
+    return get_attack(name, seed=seed, shadows=shadows, **settings).run(model, forget, held_out, retain=retain)
 
 
 def model_metrics(model: nn.Module, retain: ImageSet, forget: ImageSet, test: ImageSet, *,
                   attacks: Iterable[str] = ("loss_lr",), seed: int = 0, held_out: Optional[ImageSet] = None,
-                  shadows: Optional[str] = None) -> Dict[str, Any]:
+                  shadows: Optional[str] = None, attack_settings: Optional[Dict[str, Dict[str, Any]]] = None
+                  ) -> Dict[str, Any]:
     out: Dict[str, Any] = {"retain_acc": accuracy(model, retain), "forget_acc": accuracy(model, forget),
                            "test_acc": accuracy(model, test), "mia": {}}
     for name in attacks:
-        result = run_attack(name, model, retain, forget, test, seed=seed, held_out=held_out, shadows=shadows)
+        result = run_attack(name, model, retain, forget, test, seed=seed, held_out=held_out, shadows=shadows,
+                            settings=(attack_settings or {}).get(name))
         out["mia"][name] = result.summary()
     if "loss_lr" in out["mia"]:
         out["indiscernibility"] = indiscernibility(out["mia"]["loss_lr"]["headline"])
@@ -74,7 +78,8 @@ def gaps(result: Dict[str, Any], reference: Dict[str, Any]) -> Dict[str, float]:
 
 def evaluate(model: nn.Module, splits: DatasetSplits, forget_ids: torch.Tensor, *, meta: Optional[Dict] = None,
              reference: Optional[nn.Module] = None, reference_meta: Optional[Dict] = None,
-             attacks: Iterable[str] = ("loss_lr",), seed: int = 0, shadows: Optional[str] = None) -> Dict[str, Any]:
+             attacks: Iterable[str] = ("loss_lr",), seed: int = 0, shadows: Optional[str] = None,
+             attack_settings: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
     """The report of DESIGN §3 for one model and one forget request (JSON-ready)."""
     attacks = list(attacks)
     forget = splits.train.subset(forget_ids)
@@ -87,14 +92,14 @@ def evaluate(model: nn.Module, splits: DatasetSplits, forget_ids: torch.Tensor, 
         "machine": machine(),
     }
     report.update(model_metrics(model, retain, forget, splits.test, attacks=attacks, seed=seed, held_out=splits.val,
-                                shadows=shadows))
+                                shadows=shadows, attack_settings=attack_settings))
     if meta:
         report["model"] = {k: meta.get(k) for k in ("hash", "arch", "arch_args", "method", "parent_hash",
                                                      "forget_hash", "forget_count")}
         report["time"] = dict(meta.get("times", {}))
     if reference is not None:
         ref = model_metrics(reference, retain, forget, splits.test, attacks=attacks, seed=seed, held_out=splits.val,
-                            shadows=shadows)
+                            shadows=shadows, attack_settings=attack_settings)
         report["reference"] = ref
         report["gap"] = gaps(report, ref)
         ref_time = (reference_meta or {}).get("times", {}).get("online_seconds")

@@ -78,32 +78,38 @@ class LiRA(_ShadowAttack):
 
     def run(self, model, members, non_members, *, retain=None) -> AttackResult:
         store, labels, shadow_logits, shadow_in, target_logits, is_member = self._inputs(model, members, non_members)
-        phi_shadow = scaled_confidence(shadow_logits, labels)          # (S, N, Q)
-        phi_target = scaled_confidence(target_logits, labels)          # (N, Q)
-        inside = shadow_in.unsqueeze(-1).float()                        # (S, N, 1)
-        outside = 1 - inside
+        scores, extra = lira_scores(scaled_confidence(shadow_logits, labels), shadow_in,
+                                    scaled_confidence(target_logits, labels), self.cfg.online, self.cfg.fixed_variance)
+        return self._result(scores, is_member, extra)
 
-        def stats(weight):
-            count = weight.sum(0).clamp(min=1)
-            mean = (phi_shadow * weight).sum(0) / count
-            var = (((phi_shadow - mean) ** 2) * weight).sum(0) / (count - 1).clamp(min=1)
-            return mean, var.sqrt()
 
-        mean_out, std_out = stats(outside)
-        mean_in, std_in = stats(inside)
-        if self.cfg.fixed_variance:
-            std_out = torch.full_like(std_out, float(std_out.median()))
-            std_in = torch.full_like(std_in, float(std_in.median()))
-        std_out, std_in = std_out.clamp(min=1e-3), std_in.clamp(min=1e-3)
-        if self.cfg.online:
-            per_query = _gaussian_logpdf(phi_target, mean_in, std_in) - _gaussian_logpdf(phi_target, mean_out, std_out)
-        else:  # one-sided: how unlikely so high a confidence is for a model that never saw the sample
-            per_query = -torch.special.log_ndtr(-(phi_target - mean_out) / std_out)
-        scores = per_query.mean(1)
-        counts = shadow_in.sum(0)
-        return self._result(scores, is_member, {"online": self.cfg.online, "fixed_variance": self.cfg.fixed_variance,
-                                                 "shadows": int(shadow_in.shape[0]), "queries": int(phi_target.shape[1]),
-                                                 "min_in": int(counts.min()), "min_out": int((~shadow_in).sum(0).min())})
+def lira_scores(phi_shadow: torch.Tensor, shadow_in: torch.Tensor, phi_target: torch.Tensor, online: bool = True,
+                fixed_variance: bool = False):
+    """Per-sample LiRA scores from shadow confidences ``phi_shadow`` (S, N, Q), their IN mask (S, N) and the
+    target's confidences (N, Q); returns (scores, details)."""
+    inside = shadow_in.unsqueeze(-1).float()
+    outside = 1 - inside
+
+    def stats(weight):
+        count = weight.sum(0).clamp(min=1)
+        mean = (phi_shadow * weight).sum(0) / count
+        var = (((phi_shadow - mean) ** 2) * weight).sum(0) / (count - 1).clamp(min=1)
+        return mean, var.sqrt()
+
+    mean_out, std_out = stats(outside)
+    mean_in, std_in = stats(inside)
+    if fixed_variance:
+        std_out = torch.full_like(std_out, float(std_out.median()))
+        std_in = torch.full_like(std_in, float(std_in.median()))
+    std_out, std_in = std_out.clamp(min=1e-3), std_in.clamp(min=1e-3)
+    if online:
+        per_query = _gaussian_logpdf(phi_target, mean_in, std_in) - _gaussian_logpdf(phi_target, mean_out, std_out)
+    else:  # one-sided: how unlikely so high a confidence is for a model that never saw the sample
+        per_query = -torch.special.log_ndtr(-(phi_target - mean_out) / std_out)
+    counts = shadow_in.sum(0)
+    return per_query.mean(1), {"online": online, "fixed_variance": fixed_variance, "shadows": int(shadow_in.shape[0]),
+                               "queries": int(phi_target.shape[1]), "min_in": int(counts.min()),
+                               "min_out": int((~shadow_in).sum(0).min())}
 
 
 @dataclass

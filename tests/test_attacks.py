@@ -98,3 +98,23 @@ def test_shadow_store_refuses_other_settings_and_missing_ids(shadow_setup, tmp_p
         ShadowStore(path).load(torch.tensor([10**6]))
     with pytest.raises(ValueError, match="needs shadow models"):
         get_attack("lira").run(original, forget, splits.val)
+
+
+def test_ulira_sees_through_weak_unlearning_and_not_through_retraining(shadow_setup):
+    splits, original, retrained, forget, path = shadow_setup
+    retain = splits.train.without(forget.ids)
+    weak = dict(method="finetune", settings={"epochs": 1, "lr": 0.001})
+    # the target unlearned with the weak method still holds the forget set: shadows unlearned the same way match it
+    from unlearn import get_unlearner
+
+    from conftest import SMOKE_TRAIN
+
+    target = get_unlearner("finetune", train_config=dcu.TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 40}),
+                           epochs=1, lr=0.001).unlearn(original, retain, forget)
+    on_weak = get_attack("ulira", shadows=str(path), **weak).run(target, forget, splits.val, retain=retain)
+    assert on_weak.auc > 0.7, on_weak.summary()
+    # retraining (the exact answer) is what the never-trained shadows look like: no signal
+    on_retrained = get_attack("ulira", shadows=str(path), method="retrain").run(retrained, forget, splits.val, retain=retain)
+    assert 0.35 < on_retrained.auc < 0.65, on_retrained.summary()
+    cached = list(path.glob("ulira-finetune-*/shadow-*.pt"))
+    assert len(cached) == 16     # reused by the next call instead of unlearning again

@@ -111,7 +111,7 @@ def test_list_and_module_entry_point():
     listed = next(line for line in out.splitlines() if line.startswith("unlearning:"))
     assert all(name in listed for name in ("dcu", "finetune", "retrain", "salun", "scrub", "amun", "tmu"))
     assert "condensation: dc, dm, dsa, fdm, herding, kcenter, mi, random" in out
-    assert "attacks: entropy, lira, loss_lr, rmia, svc_efficacy" in out
+    assert "attacks: entropy, lira, loss_lr, rmia, svc_efficacy, ulira" in out
     helptext = subprocess.run([sys.executable, "-m", "dcu", "forget", "--help"], capture_output=True, text=True).stdout
     assert "--forget-frac" in helptext and "--condensed" in helptext
 
@@ -140,6 +140,10 @@ def test_shadows_in_shards_then_lira_and_rmia_from_the_cli(workdir, tmp_path, ca
                    "loss_lr,rmia,svc_efficacy,entropy", "--shadows", str(store), "--forget", str(w / "forget.txt"),
                    "--out", str(tmp_path / "all.json")) == 0
     assert set(json.loads((tmp_path / "all.json").read_text())["mia"]) == {"loss_lr", "rmia", "svc_efficacy", "entropy"}
+    assert dcu_cli("attack", "--dataset", "digits", "--model", str(w / "original.pt"), "--attack", "ulira",
+                   "--shadows", str(store), "--set", "method=finetune", "--set", 'settings={"epochs": 1}',
+                   "--forget", str(w / "forget.txt"), "--out", str(tmp_path / "ulira.json")) == 0
+    assert json.loads((tmp_path / "ulira.json").read_text())["mia"]["ulira"]["method"] == "finetune"
     assert dcu_cli("attack", "--dataset", "digits", "--model", str(w / "original.pt"), "--attack", "lira",
                    "--forget", str(w / "forget.txt"), "--out", str(tmp_path / "x.json")) == 2
     assert "needs shadow models" in capsys.readouterr().err
