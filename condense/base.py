@@ -166,6 +166,18 @@ class Condenser:
                                 f"{saved['tag']}, {saved['config']}); remove it or pass the same settings.")
         return saved
 
+    def resume(self, tag: str, syn: torch.Tensor, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+        """Load saved progress into the synthetic images, optimiser and generator; returns the next iteration."""
+        saved = self.load_progress(tag)
+        if saved is None:
+            return 0
+        with torch.no_grad():
+            syn.copy_(saved["syn"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        self.history = list(saved["history"])
+        return saved["iteration"]
+
     def save_progress(self, tag: str, iteration: int, total: int, **state: Any) -> None:
         if self.progress_path is None or (iteration % self.progress_every and iteration != total):
             return

@@ -76,14 +76,7 @@ class GradientMatching(Condenser):
         dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
         channels, size = images.shape[1], images.shape[2]
         rows = [torch.nonzero(syn_labels == c).flatten() for c in classes]
-        first = 0
-        saved = self.load_progress(desc)
-        if saved is not None:
-            with torch.no_grad():
-                syn.copy_(saved["syn"])
-            optimizer_img.load_state_dict(saved["optimizer"])
-            gen.set_state(saved["generator"])
-            self.history, first = list(saved["history"]), saved["iteration"]
+        first = self.resume(desc, syn, optimizer_img, gen)
         bar = progress(range(first, cfg.iterations), desc=desc, unit="it", initial=first, total=cfg.iterations)
         started = time.perf_counter()
         for iteration in bar:

@@ -57,14 +57,8 @@ class DistributionMatching(Condenser):
         syn_group = torch.tensor([slot[int(c)] for c in syn_labels], device=device)
         syn_count = torch.bincount(syn_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
         dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
-        self.history, first = [], 0
-        saved = self.load_progress(desc)
-        if saved is not None:
-            with torch.no_grad():
-                syn.copy_(saved["syn"])
-            optimizer.load_state_dict(saved["optimizer"])
-            gen.set_state(saved["generator"])
-            self.history, first = list(saved["history"]), saved["iteration"]
+        self.history = []
+        first = self.resume(desc, syn, optimizer, gen)
         bar = progress(range(first, cfg.iterations), desc=desc, unit="it", initial=first, total=cfg.iterations)
         started = time.perf_counter()
         for iteration in bar:

@@ -73,6 +73,17 @@ def _splits_for(args, meta: Optional[Dict[str, Any]] = None, val_frac: Optional[
     return splits.holdout(holdout["frac"], seed=holdout["seed"])
 
 
+def _load_model(args, path: Optional[str] = None):
+    """(model, meta, splits): a checkpoint and the dataset split it was trained with, checked to fit each other."""
+    from .checkpoint import check_fits, load_checkpoint
+
+    path = path or args.model
+    model, meta = load_checkpoint(path)
+    splits = _splits_for(args, meta)
+    check_fits(meta, splits, path)
+    return model, meta, splits
+
+
 def _progress_file(args) -> Path:
     """Where a long job checkpoints its progress: --checkpoint, or OUT with suffix .progress.pt. A fresh run
     removes a stale file there; --resume requires one."""
@@ -183,16 +194,12 @@ def cmd_condense(args) -> int:
 def cmd_forget(args) -> int:
     from unlearn import get_unlearner
 
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import save_checkpoint
     from .forget import ForgetRequestError, resolve
     from .io import ids_hash
     from .train import TrainConfig
 
-    model, meta = load_checkpoint(args.model)
-    splits = _splits_for(args, meta)
-    from .checkpoint import check_fits
-
-    check_fits(meta, splits, args.model)
+    model, meta, splits = _load_model(args)
     earlier = torch.tensor(meta.get("forgotten_ids", []), dtype=torch.long)
     # a fraction or a class is drawn from what the model still holds; an explicit id list must not repeat ids
     remaining = replace(splits, train=splits.train.without(earlier)) if len(earlier) and not args.ids else splits
@@ -257,10 +264,8 @@ def cmd_evaluate(args) -> int:
 
     from .device import resolve_device
 
-    model, meta = load_checkpoint(args.model)
+    model, meta, splits = _load_model(args)
     model = model.to(resolve_device(args.device))
-    splits = _splits_for(args, meta)
-    check_fits(meta, splits, args.model)
     if args.ids or args.forget_frac is not None or args.forget_class is not None:
         forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
     elif meta.get("forgotten_ids"):
@@ -313,11 +318,7 @@ def _bar_row(metrics: Dict[str, Any]) -> Dict[str, float]:
 def cmd_shadows(args) -> int:
     from inversion_attacks.shadow import ShadowStore
 
-    from .checkpoint import check_fits, load_checkpoint
-
-    _, meta = load_checkpoint(args.model)
-    splits = _splits_for(args, meta)
-    check_fits(meta, splits, args.model)
+    _, meta, splits = _load_model(args)
     try:
         part, parts = (int(x) for x in args.shard.split("/"))
     except ValueError:
@@ -343,9 +344,7 @@ def cmd_invert(args) -> int:
     from .models import create_model
     from .train import TrainConfig, train
 
-    model, meta = load_checkpoint(args.model)
-    splits = _splits_for(args, meta)
-    check_fits(meta, splits, args.model)
+    model, meta, splits = _load_model(args)
     if splits.val is None or len(splits.val) == 0:
         raise ValueError(f"{args.model} has no held-out split: inversion is scored against held-out images.")
     cfg = InversionConfig(per_class=args.per_class, steps=args.steps, seed=args.seed)
@@ -398,15 +397,13 @@ def cmd_invert(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from .checkpoint import check_fits, load_checkpoint
+    from .checkpoint import load_checkpoint
     from .forget import resolve
     from .io import atomic_write_json, ids_hash
     from .train import TrainConfig
     from .tune import tune
 
-    model, meta = load_checkpoint(args.model)
-    splits = _splits_for(args, meta)
-    check_fits(meta, splits, args.model)
+    model, meta, splits = _load_model(args)
     forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
     reference = None
     if args.reference:

@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 
-import dcu
 from dcu.cli import main
 from dcu.forget import random_ids
 from dcu.tune import OBJECTIVES, split_validation, tune
