@@ -9,7 +9,8 @@ Gaussian and the shadows that never saw it give the OUT Gaussian; the target's c
 LiRA likelihood ratio. A perfect method makes the two the same: AUC 0.5.
 
 The unlearned shadows' logits are cached in the store (one file per shadow and method setting), so a stopped
-run resumes and other targets of the same request reuse them.
+run resumes and other targets of the same request reuse them; ``shard=i/n`` splits the unlearning over n jobs
+(machines or GPUs), and a run after them all scores with every shadow (the merge).
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class ULiRAConfig(LiRAConfig):
     method: str = "finetune"
     settings: Dict[str, Any] = field(default_factory=dict)     # the method's settings, as for `dcu forget --set`
     condense: Dict[str, Any] = field(default_factory=lambda: {"method": "fdm", "ipc": 10})   # when it needs one
+    shard: str = "0/1"      # i/n: unlearn only shadows k with k % n == i (one job per shard); scoring uses every
+                            # unlearned shadow cached so far, so a last run after all shards is the merge
 
 
 @register_attack
@@ -61,8 +64,13 @@ class ULiRA(_ShadowAttack):
         manifest = store.manifest
         train_cfg = TrainConfig(**manifest["train_config"])
         classes = int(manifest["arch_args"].get("num_classes", int(pool.labels.max()) + 1))
-        logits, trained_then_unlearned = [], []
-        for i in progress(store.done(), desc=f"ulira: unlearning shadows with {self.cfg.method}", unit="model"):
+        try:
+            part, parts = (int(x) for x in self.cfg.shard.split("/"))
+            assert 0 <= part < parts
+        except (ValueError, AssertionError):
+            raise ValueError(f"ulira shard must be i/n with 0 <= i < n. Got '{self.cfg.shard}'.") from None
+        mine = [i for i in store.done() if i % parts == part]
+        for i in progress(mine, desc=f"ulira: unlearning shadows with {self.cfg.method}", unit="model"):
             file = cache / f"shadow-{i:04d}.pt"
             if not file.exists():
                 saved = safe_load(store.file(i), what="dcu shadow model")
@@ -91,9 +99,13 @@ class ULiRA(_ShadowAttack):
                                                   condensed=condensed, val=held)
                 atomic_save({"format": "dcu-ulira-shadow", "in": mask[query_pos],
                              "logits": query_logits(unlearned, pool.images[query_pos], store.flip).half()}, file)
+        logits, trained_then_unlearned = [], []
+        for file in sorted(cache.glob("shadow-*.pt")):
             saved = safe_load(file, what="dcu U-LiRA shadow")
             logits.append(saved["logits"].float())
             trained_then_unlearned.append(saved["in"])
+        if len(logits) < 2:
+            raise ValueError(f"U-LiRA needs at least 2 unlearned shadows; {cache} holds {len(logits)} so far.")
         target = query_logits(model, torch.cat([members.images, non_members.images]), store.flip)
         scores, extra = lira_scores(scaled_confidence(torch.stack(logits), labels), torch.stack(trained_then_unlearned),
                                     scaled_confidence(target, labels), self.cfg.online, self.cfg.fixed_variance)
