@@ -162,3 +162,15 @@ def test_method_handles_a_class_left_empty(conv_setup, condensed, name):
     model = unlearner.unlearn(original, retain, forget, val=splits.val)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert 0.0 <= accuracy(model, forget) <= 1.0
+
+
+def test_tmu_forgets_a_class_left_without_retain_samples(conv_setup):
+    """A retrained model cannot predict a class it never saw: TMU forgets all of it, whatever its predictor says."""
+    splits, original, _, _ = conv_setup
+    forget_ids = splits.train.ids[splits.train.labels == 5]
+    forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    unlearner = unlearn.get_unlearner("tmu", train_config=TRAIN)
+    model = unlearner.unlearn(original, retain, forget, val=splits.val)
+    assert unlearner.stats["forgotten_fraction"] == 1.0
+    assert accuracy(model, forget) < 0.5 < accuracy(original, forget)
+    assert accuracy(model, retain) > accuracy(original, retain) - 0.3

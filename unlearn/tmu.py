@@ -75,6 +75,9 @@ class TMU(Unlearner):
             predictor.fit(sample_features(twin, val).numpy(), ~gold_right)
             p_wrong = predictor.predict_proba(sample_features(model, forget).numpy())[:, 1]
             forget_wrong = torch.as_tensor(p_wrong > c.threshold)
+        # a class with no retain sample left cannot be predicted by the retrained model: all of it is forgotten
+        absent = torch.bincount(retain_data.labels, minlength=int(forget.labels.max()) + 1) == 0
+        forget_wrong = forget_wrong | absent[forget.labels]
         self.stats["forgotten_fraction"] = float(forget_wrong.float().mean())
         targets = torch.where(forget_wrong, runner_up(model, forget), forget.labels)
         forget_targets = ImageSet(forget.images, targets)
