@@ -125,6 +125,17 @@ class CondenseConfig:
     seed: int = 0
 
 
+@dataclass
+class MatchingConfig(CondenseConfig):
+    """Settings the matching methods (dc, dsa, dm) share: the random ConvNets, DSA, a time budget."""
+
+    net_width: int = 128        # the randomly initialised ConvNet's width and depth (reference ConvNet)
+    net_depth: int = 3
+    dsa: bool = False
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    max_seconds: Optional[float] = None   # stop early once this much time is spent (a CPU budget)
+
+
 class Condenser:
     """Base class: a method implements ``build`` (and ``remake`` when its buckets hold several ids)."""
 

@@ -23,7 +23,7 @@ from dcu.models import create_model
 from dcu.models.convnet import fit_depth
 from dcu.progress import progress
 
-from .base import CondenseConfig, Condenser, class_positions, new_set, register_condenser
+from .base import Condenser, MatchingConfig, class_positions, new_set, register_condenser
 from .dsa import for_images
 
 LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -44,7 +44,7 @@ def layer_distance(real: torch.Tensor, syn: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class DCConfig(CondenseConfig):
+class DCConfig(MatchingConfig):
     iterations: int = 1000       # reference
     lr_img: float = 0.1          # reference
     momentum: float = 0.5
@@ -53,11 +53,6 @@ class DCConfig(CondenseConfig):
     batch_train: int = 256
     outer_loop: Optional[int] = None   # None: the reference's value for this IPC
     inner_loop: Optional[int] = None
-    net_width: int = 128
-    net_depth: int = 3
-    dsa: bool = False
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
-    max_seconds: Optional[float] = None   # stop early once this much time is spent (a CPU budget)
 
 
 @register_condenser

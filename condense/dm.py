@@ -21,21 +21,17 @@ from dcu.models.convnet import fit_depth
 from dcu.progress import progress
 from dcu.train import on_device
 
-from .base import CondenseConfig, Condenser, class_positions, new_set, register_condenser
+from .base import Condenser, MatchingConfig, class_positions, new_set, register_condenser
 from .dsa import for_images
 
 
 @dataclass
-class DMConfig(CondenseConfig):
+class DMConfig(MatchingConfig):
     iterations: int = 1000      # reference: 20,000 on a GPU
     lr_img: float = 1.0         # reference lr_img for DM
     momentum: float = 0.5       # reference
     batch_real: int = 256       # real images per class per iteration (reference)
-    net_width: int = 128        # the randomly initialised ConvNet's width and depth (reference ConvNet)
-    net_depth: int = 3
     dsa: bool = True            # the reference matches under DSA (one draw per class, shared by real and synthetic)
-    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
-    max_seconds: Optional[float] = None   # stop early once this much time is spent (a CPU budget)
 
 
 @register_condenser
