@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from dcu.data import DatasetSplits, ImageSet
 from dcu.io import ArtifactError, atomic_save, ids_hash, safe_load
+from dcu.progress import progress
 from dcu.registry import Registry
 
 CONDENSERS = Registry("condensation method")
@@ -188,6 +189,18 @@ class Condenser:
         generator.set_state(saved["generator"])
         self.history = list(saved["history"])
         return saved["iteration"]
+
+    def iterations(self, tag: str, syn: torch.Tensor, optimizer: torch.optim.Optimizer, generator: torch.Generator):
+        """The iteration numbers still to run (after a resume), within ``max_seconds``, each with the global
+        seed drawn from ``generator`` so the random networks are the same in a resumed run."""
+        cfg = self.cfg
+        first = self.resume(tag, syn, optimizer, generator)
+        started = time.perf_counter()
+        for iteration in progress(range(first, cfg.iterations), desc=tag, unit="it", initial=first, total=cfg.iterations):
+            if cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds:
+                return
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            yield iteration
 
     def save_progress(self, tag: str, iteration: int, total: int, **state: Any) -> None:
         if self.progress_path is None or (iteration % self.progress_every and iteration != total):

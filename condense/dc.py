@@ -11,7 +11,6 @@ A DC image summarises its whole class, so a refresh re-runs the matching for the
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -21,7 +20,6 @@ import torch.nn.functional as F
 
 from dcu.models import create_model
 from dcu.models.convnet import fit_depth
-from dcu.progress import progress
 
 from .base import Condenser, MatchingConfig, class_positions, new_set, register_condenser
 from .dsa import for_images
@@ -71,13 +69,7 @@ class GradientMatching(Condenser):
         dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
         channels, size = images.shape[1], images.shape[2]
         rows = [torch.nonzero(syn_labels == c).flatten() for c in classes]
-        first = self.resume(desc, syn, optimizer_img, gen)
-        bar = progress(range(first, cfg.iterations), desc=desc, unit="it", initial=first, total=cfg.iterations)
-        started = time.perf_counter()
-        for iteration in bar:
-            if cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds:
-                break
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        for iteration in self.iterations(desc, syn, optimizer_img, gen):
             net = create_model("convnet", in_channels=channels, num_classes=num_classes, image_size=size,
                                width=cfg.net_width, depth=fit_depth(cfg.net_depth, size))
             params = list(net.parameters())
@@ -111,7 +103,6 @@ class GradientMatching(Condenser):
                         optimizer_net.zero_grad(set_to_none=True)
                         net_loss.backward()
                         optimizer_net.step()
-            bar.set_postfix(loss=f"{loss.item() / max(len(classes), 1):.3f}")
             self.history.append(loss.item())
             self.save_progress(desc, iteration + 1, cfg.iterations, syn=syn.detach(),
                                optimizer=optimizer_img.state_dict(), generator=gen.get_state())

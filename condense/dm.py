@@ -10,7 +10,6 @@ summarises its whole class, so a refresh re-runs DM on the class's remaining mem
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -18,7 +17,6 @@ import torch
 
 from dcu.models import create_model
 from dcu.models.convnet import fit_depth
-from dcu.progress import progress
 from dcu.train import on_device
 
 from .base import Condenser, MatchingConfig, class_positions, new_set, register_condenser
@@ -54,13 +52,7 @@ class DistributionMatching(Condenser):
         syn_count = torch.bincount(syn_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
         dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
         self.history = []
-        first = self.resume(desc, syn, optimizer, gen)
-        bar = progress(range(first, cfg.iterations), desc=desc, unit="it", initial=first, total=cfg.iterations)
-        started = time.perf_counter()
-        for iteration in bar:
-            if cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds:
-                break
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        for iteration in self.iterations(desc, syn, optimizer, gen):
             net = create_model("convnet", in_channels=in_ch, num_classes=1, image_size=size, width=cfg.net_width,
                                depth=fit_depth(cfg.net_depth, size)).to(device)
             net.requires_grad_(False)
