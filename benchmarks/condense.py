@@ -38,7 +38,7 @@ def table(rows) -> str:
              "|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         ev = r["evaluation"]
-        anchor = ANCHORS.get(r["ipc"], {}).get(r["method"])
+        anchor = ANCHORS.get(r["ipc"], {}).get(r["method"].split(" ")[0])
         lines.append(f"| {r['method']} | {r['ipc']} | {r['images']} | {r['condense_seconds']:.0f} | "
                      f"{r.get('iterations', '')} | {100 * ev['mean']:.2f} ± {100 * ev['std']:.2f} "
                      f"({ev['protocol']}, {ev['runs']}) | {anchor if anchor is not None else ''} |")
@@ -61,6 +61,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE")
+    parser.add_argument("--label", default="", help="names a variant (e.g. other --set values) so its rows are kept "
+                                                   "beside the default ones")
     parser.add_argument("--out", default=None)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -102,12 +104,12 @@ def main(argv=None) -> int:
             condenser = get_condenser(method, ipc=ipc, seed=args.seed, **settings)
             cset = condenser.condense(splits, model, meta.get("hash", ""))
             evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed)
-            row = {"method": method, "ipc": ipc, "images": len(cset), "settings": cset.config,
+            row = {"method": method + (f" ({args.label})" if args.label else ""), "ipc": ipc, "images": len(cset), "settings": cset.config,
                    "condense_seconds": cset.timings["condense_seconds"], "evaluation": evaluation}
             if method in ITERATIVE:
                 row["iterations"] = len(cset.state.get("loss_history", []))
                 row["seconds_per_iteration"] = row["condense_seconds"] / max(row["iterations"], 1)
-            result["runs"] = [r for r in result["runs"] if (r["method"], r["ipc"]) != (method, ipc)] + [row]
+            result["runs"] = [r for r in result["runs"] if (r["method"], r["ipc"]) != (row["method"], ipc)] + [row]
             atomic_write_json(result, out)
             atomic_write_text(table(result["runs"]) + "\n", out.with_suffix(".md"))
             print(table([row]).splitlines()[-1], flush=True)

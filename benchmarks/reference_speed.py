@@ -1,0 +1,124 @@
+"""Side-by-side speed of ``dm`` against the reference implementation (VICO-UoE/DatasetCondensation
+``main_DM.py``), same machine, same process, same data, same settings (ConvNet-128, IPC 10, DSA, real init).
+
+    python benchmarks/reference_speed.py --reference /path/to/DatasetCondensation --data-root ~/data/cifar10
+
+The reference script runs unchanged: only its ``get_dataset`` is pointed at the preset's tensors (it cannot
+download here) and its ``get_time`` returns a precise clock, which its own log line every 10 iterations
+prints; evaluation is switched off with ``--num_eval 0``. The first ``--warmup`` iterations are not timed.
+Reference code is read from the path given, never copied into dcu. Writes
+``benchmarks/results/reference-speed-<preset>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from dcu.checkpoint import versions  # noqa: E402
+from dcu.evaluate import machine  # noqa: E402
+from dcu.io import atomic_write_json  # noqa: E402
+from dcu.pipeline import prepare_splits  # noqa: E402
+from dcu.presets import get_preset  # noqa: E402
+from dcu.progress import set_quiet  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def reference_seconds_per_iteration(reference: Path, splits, batch_real: int, ipc: int, warmup: int,
+                                    iterations: int) -> float:
+    """Run the reference ``main_DM.main()`` for ``warmup + iterations`` iterations and time its log lines."""
+    sys.path.insert(0, str(reference))
+    try:
+        import utils as ref_utils   # the reference's module
+        train, test = splits.train, splits.test
+        ref_train = torch.utils.data.TensorDataset(train.images, train.labels)
+        ref_test = torch.utils.data.TensorDataset(test.images, test.labels)
+
+        def get_dataset(dataset, data_path):
+            loader = torch.utils.data.DataLoader(ref_test, batch_size=256, shuffle=False)
+            return (3, (32, 32), 10, list(splits.classes), list(splits.mean), list(splits.std), ref_train, ref_test,
+                    loader)
+
+        ref_utils.get_dataset = get_dataset
+        ref_utils.get_time = lambda: f"T{time.perf_counter():.4f}"
+        sys.modules.pop("main_DM", None)
+        import main_DM
+        with tempfile.TemporaryDirectory() as save_path:
+            argv = sys.argv
+            sys.argv = ["main_DM.py", "--dataset", "CIFAR10", "--model", "ConvNet", "--ipc", str(ipc), "--num_exp", "1",
+                        "--num_eval", "0", "--Iteration", str(warmup + iterations), "--batch_real", str(batch_real),
+                        "--init", "real", "--save_path", save_path, "--data_path", save_path]
+            log = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(log), contextlib.redirect_stderr(io.StringIO()):
+                    main_DM.main()
+            finally:
+                sys.argv = argv
+    finally:
+        sys.path.remove(str(reference))
+    stamps = {int(it): float(t) for t, it in re.findall(r"T([0-9.]+) iter = (\d+)", log.getvalue())}
+    return (stamps[warmup + iterations] - stamps[warmup]) / iterations
+
+
+def dcu_seconds_per_iteration(splits, batch_real: int, ipc: int, warmup: int, iterations: int) -> float:
+    from condense import get_condenser
+    condenser = get_condenser("dm", ipc=ipc, batch_real=batch_real, iterations=warmup + iterations + 1, seed=0)
+    stamps = []
+    inner = condenser.iterations
+
+    def timed(*args, **kwargs):
+        for iteration in inner(*args, **kwargs):
+            stamps.append(time.perf_counter())
+            yield iteration
+
+    condenser.iterations = timed
+    condenser.condense(splits)
+    return (stamps[warmup + iterations] - stamps[warmup]) / iterations
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", required=True, help="a checkout of VICO-UoE/DatasetCondensation")
+    parser.add_argument("--preset", default="cifar10-cpu")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--batch-real", default="256,64")
+    parser.add_argument("--ipc", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    set_quiet(True)
+    reference = Path(args.reference).resolve()
+    if not (reference / "main_DM.py").exists():
+        parser.error(f"--reference {reference} has no main_DM.py")
+    if args.iterations % 10 or args.warmup % 10:
+        parser.error("--warmup and --iterations must be multiples of 10 (the reference logs every 10 iterations)")
+    splits = prepare_splits(get_preset(args.preset), args.data_root)
+    result = {"benchmark": "reference-speed", "preset": args.preset, "machine": machine(), "versions": versions(),
+              "command": " ".join(sys.argv), "threads": torch.get_num_threads(), "ipc": args.ipc,
+              "settings": "ConvNet-128 (depth 3, instance norm), DSA color_crop_cutout_flip_scale_rotate, real init",
+              "warmup": args.warmup, "timed_iterations": args.iterations, "runs": []}
+    out = Path(args.out) if args.out else RESULTS / f"reference-speed-{args.preset}.json"
+    for batch_real in [int(b) for b in args.batch_real.split(",")]:
+        ref = reference_seconds_per_iteration(reference, splits, batch_real, args.ipc, args.warmup, args.iterations)
+        ours = dcu_seconds_per_iteration(splits, batch_real, args.ipc, args.warmup, args.iterations)
+        result["runs"].append({"batch_real": batch_real, "reference_s_per_it": ref, "dcu_s_per_it": ours,
+                               "speedup": ref / ours})
+        atomic_write_json(result, out)
+        print(f"batch_real {batch_real}: reference {ref:.3f} s/it, dcu {ours:.3f} s/it, speed-up {ref / ours:.2f}x",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
