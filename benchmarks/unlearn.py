@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/unlearn-<preset>.json)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
                         help="override a method setting, e.g. dcu.epochs=6")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the seeds already in the JSON file (same preset and scenario) and add these")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -103,12 +105,21 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else RESULTS / f"unlearn-{args.preset}{suffix}.json"
     report = {"benchmark": "unlearn", "preset": args.preset, "scenario": args.scenario, "versions": versions(), "command": " ".join(sys.argv),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "overrides": overrides, "runs": []}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    if args.append and out.exists():
+        earlier = json.loads(out.read_text())
+        if (earlier.get("preset"), earlier.get("scenario")) != (args.preset, args.scenario):
+            parser.error(f"--append: {out} holds {earlier.get('preset')} / {earlier.get('scenario')}, "
+                         f"not {args.preset} / {args.scenario}")
+        report["runs"] = [r for r in earlier["runs"] if r["seed"] not in seeds and r["methods"]]
+        report["command"] = f"{earlier['command']} ; then {report['command']}"
+        report["started"] = f"{earlier['started']} ; then {report['started']}"
 
     def write(partial=None):
         runs = report["runs"] + ([partial] if partial is not None else [])
         atomic_write_json({**report, "runs": runs, "summary": summarise([r for r in runs if r["methods"]])}, out)
 
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed in seeds:
         result = compare(args.preset, seed=seed, methods=methods, scenario=args.scenario,
                          data_root=args.data_root,
                          work_dir=args.work_dir, on_update=write, method_overrides=overrides)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from dcu.models import create_model
 from dcu.models.convnet import fit_depth
 
-from .base import Condenser, MatchingConfig, class_positions, new_set, register_condenser
+from .base import Condenser, MatchingConfig, class_positions, cpu_chunk, new_set, register_condenser
 from .dsa import for_images
 
 LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -39,6 +39,19 @@ def layer_distance(real: torch.Tensor, syn: torch.Tensor) -> torch.Tensor:
     real, syn = real.flatten(1), syn.flatten(1)
     cos = (real * syn).sum(1) / (real.norm(dim=1) * syn.norm(dim=1) + 1e-6)
     return (1 - cos).sum()
+
+
+def mean_gradient(net: nn.Module, params: List[torch.Tensor], real: torch.Tensor, label: int,
+                  chunk: int) -> List[torch.Tensor]:
+    """The gradient of the mean cross-entropy of ``real`` (all of class ``label``), summed over passes of
+    ``chunk`` images: the same number as one pass for networks without batch statistics (ConvNet)."""
+    total = [torch.zeros_like(p) for p in params]
+    for part in real.split(chunk):
+        target = torch.full((len(part),), label, dtype=torch.long, device=part.device)
+        loss = F.cross_entropy(net(part), target, reduction="sum") / len(real)
+        for acc, g in zip(total, torch.autograd.grad(loss, params)):
+            acc += g
+    return total
 
 
 @dataclass
@@ -69,6 +82,7 @@ class GradientMatching(Condenser):
         dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
         channels, size = images.shape[1], images.shape[2]
         rows = [torch.nonzero(syn_labels == c).flatten() for c in classes]
+        chunk = cpu_chunk(cfg.net_width, size) if images.device.type == "cpu" else None
         for iteration in self.iterations(desc, syn, optimizer_img, gen):
             net = create_model("convnet", in_channels=channels, num_classes=num_classes, image_size=size,
                                width=cfg.net_width, depth=fit_depth(cfg.net_depth, size))
@@ -82,8 +96,7 @@ class GradientMatching(Condenser):
                     if dsa is not None:
                         params_aug = dsa.sample(gen)
                         real, fake = dsa(real, params_aug), dsa(fake, params_aug)
-                    target_real = torch.full((len(real),), c, dtype=torch.long)
-                    g_real = torch.autograd.grad(F.cross_entropy(net(real), target_real), params)
+                    g_real = mean_gradient(net, params, real, c, chunk or len(real))
                     g_syn = torch.autograd.grad(F.cross_entropy(net(fake), syn_labels[row]), params, create_graph=True)
                     loss = loss + sum(layer_distance(r.detach(), s) for r, s in zip(g_real, g_syn))
                 optimizer_img.zero_grad(set_to_none=True)

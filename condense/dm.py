@@ -19,16 +19,8 @@ from dcu.models import create_model
 from dcu.models.convnet import fit_depth
 from dcu.train import on_device
 
-from .base import Condenser, MatchingConfig, class_positions, new_set, register_condenser
+from .base import Condenser, MatchingConfig, class_positions, cpu_chunk, new_set, register_condenser
 from .dsa import for_images
-
-
-def cpu_chunk(width: int, size: int, activation_bytes: int = 8 << 20) -> int:
-    """Images per forward pass on a CPU: as many as keep the first block's activation under ~8 MiB. Measured
-    on this project's 2-core Xeon (ConvNet-128, CIFAR, batch_real 256): an iteration in passes of 16 images
-    takes 1.5 s, in one pass per 256-image class 2.5-2.9 s, because activations that size are freshly mapped
-    and zeroed by the allocator on every pass while small ones are reused."""
-    return max(1, activation_bytes // (4 * width * size * size))
 
 
 @dataclass

@@ -108,3 +108,24 @@ def test_refresh_never_sees_forgotten_pixels(digits, mlp, name):
     untouched = ~torch.isin(cset.image_bucket, cset.buckets_with(forget_ids))
     kept = torch.isin(refreshed.image_bucket, cset.image_bucket[untouched])
     assert torch.equal(refreshed.images[kept], cset.images[untouched])
+
+
+def test_chunked_passes_give_the_one_pass_numbers():
+    """dc and dm split the real batch into cache-sized passes on a CPU; the gradient and the embeddings
+    must be those of a single pass (ConvNet has no batch statistics)."""
+    from condense.base import cpu_chunk
+    from condense.dc import mean_gradient
+    from dcu.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("convnet", in_channels=3, num_classes=4, image_size=8, width=16, depth=2)
+    params = list(net.parameters())
+    real = torch.randn(23, 3, 8, 8)
+    whole = torch.autograd.grad(torch.nn.functional.cross_entropy(net(real), torch.full((23,), 2)), params)
+    for chunk in (1, 5, 23):
+        for a, b in zip(mean_gradient(net, params, real, 2, chunk), whole):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.cat([net.forward_features(p) for p in real.split(5)]),
+                                   net.forward_features(real), rtol=1e-5, atol=1e-6)
+    assert cpu_chunk(128, 32) == 16 and cpu_chunk(128, 8) == 256
