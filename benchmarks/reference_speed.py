@@ -46,8 +46,9 @@ def reference_seconds_per_iteration(reference: Path, splits, batch_real: int, ip
 
         def get_dataset(dataset, data_path):
             loader = torch.utils.data.DataLoader(ref_test, batch_size=256, shuffle=False)
-            return (3, (32, 32), 10, list(splits.classes), list(splits.mean), list(splits.std), ref_train, ref_test,
-                    loader)
+            channels, *size = splits.input_shape
+            return (channels, tuple(size), splits.num_classes, list(splits.classes), list(splits.mean),
+                    list(splits.std), ref_train, ref_test, loader)
 
         ref_utils.get_dataset = get_dataset
         ref_utils.get_time = lambda: f"T{time.perf_counter():.4f}"

@@ -16,3 +16,46 @@ def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     assert all(t["images_per_second"] > 0 for t in result["throughput"])
     assert result["dm"]["iterations_per_second"] > 0
     assert set(result["dcu_vs_retrain"]["methods"]) == {"retrain", "dcu"} and result["dcu_vs_retrain"]["rte"] > 0
+
+
+FAKE_REFERENCE_UTILS = '''
+import time
+def get_dataset(dataset, data_path):
+    raise RuntimeError("the harness must replace get_dataset")
+def get_time():
+    return "unpatched"
+'''
+
+# what the harness relies on in the reference main_DM.py: its flags, get_dataset's tuple, and a log line
+# "<get_time()> iter = NNNNN, loss = ..." every 10 iterations
+FAKE_REFERENCE_MAIN = '''
+import argparse, sys, time
+from utils import get_dataset, get_time
+def main():
+    parser = argparse.ArgumentParser()
+    for flag in ("--dataset", "--model", "--init", "--save_path", "--data_path"):
+        parser.add_argument(flag)
+    for flag in ("--ipc", "--num_exp", "--num_eval", "--Iteration", "--batch_real"):
+        parser.add_argument(flag, type=int)
+    args = parser.parse_args()
+    channel, im_size, num_classes, *_ , dst_train, dst_test, testloader = get_dataset(args.dataset, args.data_path)
+    assert len(dst_train[0][0].shape) == 3 and num_classes == 10
+    for it in range(args.Iteration + 1):
+        time.sleep(0.001 * args.batch_real)
+        if it % 10 == 0:
+            print("%s iter = %05d, loss = %.4f" % (get_time(), it, 1.0))
+'''
+
+
+def test_reference_speed_harness_times_the_reference_log(tmp_path):
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (reference / "utils.py").write_text(FAKE_REFERENCE_UTILS)
+    (reference / "main_DM.py").write_text(FAKE_REFERENCE_MAIN)
+    out = tmp_path / "speed.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reference_speed.py"), "--reference", str(reference),
+                    "--preset", "smoke", "--batch-real", "8", "--ipc", "2", "--warmup", "10", "--iterations", "10",
+                    "--out", str(out)], check=True, timeout=600, cwd=tmp_path)
+    run = json.loads(out.read_text())["runs"][0]
+    assert 0.006 < run["reference_s_per_it"] < 0.1   # the fake sleeps 8 ms per iteration
+    assert run["dcu_s_per_it"] > 0 and run["speedup"] == run["reference_s_per_it"] / run["dcu_s_per_it"]
