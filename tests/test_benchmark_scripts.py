@@ -1,4 +1,4 @@
-"""The GPU benchmark script runs end to end on the CPU in its tiny form (the form CI can check)."""
+"""The benchmark scripts run end to end on small data (the GPU one in its tiny CPU form), as CI can check."""
 import json
 import subprocess
 import sys
@@ -59,3 +59,34 @@ def test_reference_speed_harness_times_the_reference_log(tmp_path):
     run = json.loads(out.read_text())["runs"][0]
     assert 0.006 < run["reference_s_per_it"] < 0.1   # the fake sleeps 8 ms per iteration
     assert run["dcu_s_per_it"] > 0 and run["speedup"] == run["reference_s_per_it"] / run["dcu_s_per_it"]
+
+
+def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
+    out = tmp_path / "unlearn.json"
+    base = [sys.executable, str(ROOT / "benchmarks" / "unlearn.py"), "--preset", "smoke", "--methods",
+            "retrain,gradient_ascent", "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet"]
+    subprocess.run(base + ["--seeds", "1"], check=True, timeout=600, cwd=tmp_path)
+    subprocess.run(base + ["--seeds", "1", "--first-seed", "1", "--append"], check=True, timeout=600, cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    assert result["summary"]["gradient_ascent"]["forget_acc"]["n"] == 2
+    clash = subprocess.run(base + ["--seeds", "1", "--append", "--scenario", "class"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert clash.returncode != 0 and "holds smoke / random" in clash.stderr   # never mixes scenarios
+
+
+def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
+    out = tmp_path / "condense.json"
+    base = [sys.executable, str(ROOT / "benchmarks" / "condense.py"), "--preset", "smoke", "--ipc", "2",
+            "--eval-runs", "2", "--protocol", "dc-cpu", "--budget-minutes", "0.02", "--out", str(out), "--quiet"]
+    subprocess.run(base + ["--methods", "random,dm"], check=True, timeout=600, cwd=tmp_path)
+    subprocess.run(base + ["--methods", "dm", "--set", "dm.batch_real=8", "--label", "batch_real 8"], check=True,
+                   timeout=600, cwd=tmp_path)
+    rows = {r["method"]: r for r in json.loads(out.read_text())["runs"]}
+    assert set(rows) == {"random", "dm", "dm (batch_real 8)"}
+    assert rows["dm (batch_real 8)"]["settings"]["batch_real"] == 8 and rows["dm"]["settings"]["batch_real"] == 256
+    assert rows["dm"]["iterations"] >= 1 and rows["dm"]["condense_seconds"] < 30
+    for row in rows.values():
+        assert row["evaluation"]["protocol"] == "dc-cpu" and row["evaluation"]["runs"] == 2
+        assert 0.1 < row["evaluation"]["mean"] <= 1.0
+    assert "dm (batch_real 8)" in out.with_suffix(".md").read_text()
