@@ -21,13 +21,27 @@ import torch  # noqa: E402
 
 from dcu.checkpoint import versions  # noqa: E402
 from dcu.evaluate import machine, run_attack  # noqa: E402
-from dcu.io import atomic_write_json  # noqa: E402
+from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import forget_requests, prepare_splits, train_original  # noqa: E402
 from dcu.presets import get_preset  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 from dcu.train import TrainConfig, accuracy  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def table(result) -> str:
+    """One row per model: forget / test accuracy, then AUC and TPR at 1% / 0.1% FPR per attack."""
+    attacks = list(next(iter(result["models"].values()))["attacks"]) if result["models"] else []
+    head = "| model | forget acc | test acc | " + " | ".join(f"{a} AUC | {a} TPR@1% | {a} TPR@0.1%" for a in attacks)
+    lines = [head + " |", "|---|" + "---:|" * (2 + 3 * len(attacks))]
+    for name, row in result["models"].items():
+        cells = [f"{100 * row['forget_acc']:.2f}", f"{100 * row['test_acc']:.2f}"]
+        for a in attacks:
+            r = row["attacks"][a]
+            cells += [f"{r['auc']:.4f}", f"{100 * r['tpr_at_1fpr']:.2f}", f"{100 * r['tpr_at_01fpr']:.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -44,6 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="retrain,finetune,dcu")
     parser.add_argument("--attacks", default="lira,rmia,loss_lr")
     parser.add_argument("--work-dir", default="runs/benchmarks")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/attacks-<preset>.json)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     set_quiet(args.quiet)
@@ -62,7 +77,7 @@ def main(argv=None) -> int:
               "versions": versions(), "command": " ".join(sys.argv), "shadows": len(store.done()),
               "shadow_seconds_this_run": time.perf_counter() - started, "non_members": "held-out training images",
               "split_sizes": {"forget": len(forget), "held_out": len(splits.val)}, "models": {}}
-    out = RESULTS / f"attacks-{args.preset}.json"
+    out = Path(args.out) if args.out else RESULTS / f"attacks-{args.preset}.json"
 
     def score(name, model):
         row = {"forget_acc": accuracy(model, forget), "test_acc": accuracy(model, splits.test), "attacks": {}}
@@ -73,6 +88,7 @@ def main(argv=None) -> int:
                                                                "balanced_accuracy")}
         result["models"][name] = row
         atomic_write_json(result, out)
+        atomic_write_text(table(result) + "\n", out.with_suffix(".md"))
         print(name, {a: round(v["auc"], 4) for a, v in row["attacks"].items()}, flush=True)
 
     score("original", original)

@@ -90,3 +90,17 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
         assert row["evaluation"]["protocol"] == "dc-cpu" and row["evaluation"]["runs"] == 2
         assert 0.1 < row["evaluation"]["mean"] <= 1.0
     assert "dm (batch_real 8)" in out.with_suffix(".md").read_text()
+
+
+def test_attack_benchmark_scores_every_model_with_every_attack(tmp_path):
+    out = tmp_path / "attacks.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attacks.py"), "--preset", "smoke", "--shadows", "4",
+                    "--methods", "retrain,finetune", "--attacks", "lira,loss_lr", "--store", str(tmp_path / "store"),
+                    "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet"],
+                   check=True, timeout=600, cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["shadows"] == 4 and list(result["models"]) == ["original", "retrain", "finetune"]
+    for row in result["models"].values():
+        assert set(row["attacks"]) == {"lira", "loss_lr"}
+        assert all(0.0 <= a["auc"] <= 1.0 for a in row["attacks"].values())
+    assert "| retrain |" in out.with_suffix(".md").read_text()
