@@ -30,7 +30,11 @@ from dcu.progress import set_quiet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ITERATIVE = {"dc", "dsa", "dm"}
-ANCHORS = {10: {"random": 26.0, "dc": 44.9, "dsa": 52.1, "dm": 48.9}, 50: {"dm": 63.0}, 1: {}}
+# GPU numbers, ConvNet-128 (coresets: Zhao, Mopuri & Bilen, ICLR 2021, Table 1; DC, DSA, DM: Zhao & Bilen,
+# WACV 2023, Table 1)
+ANCHORS = {1: {"random": 14.4, "herding": 21.5, "kcenter": 21.5, "dc": 28.3, "dsa": 28.8, "dm": 26.0},
+           10: {"random": 26.0, "herding": 31.6, "kcenter": 14.7, "dc": 44.9, "dsa": 52.1, "dm": 48.9},
+           50: {"random": 43.4, "herding": 40.4, "kcenter": 27.0, "dc": 53.9, "dsa": 60.6, "dm": 63.0}}
 
 
 def table(rows) -> str:
