@@ -22,6 +22,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from dcu.checkpoint import versions  # noqa: E402
+from dcu.device import resolve_device  # noqa: E402
 from dcu.evaluate import machine  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import prepare_splits, train_original  # noqa: E402
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--protocol", default="dc-300ep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="where dc, dsa, dm and the evaluation run (cpu, cuda, auto)")
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE")
     parser.add_argument("--label", default="", help="names a variant (e.g. other --set values) so its rows are kept "
@@ -84,6 +86,7 @@ def main(argv=None) -> int:
             pass
         overrides.setdefault(method, {})[name] = value
 
+    device = resolve_device(args.device)
     preset = get_preset(args.preset)
     splits = prepare_splits(preset, args.data_root)
     methods = args.methods.split(",")
@@ -93,7 +96,9 @@ def main(argv=None) -> int:
         model, meta = train_original(splits, preset, args.seed, cache)
     out = Path(args.out) if args.out else RESULTS / f"condense-{args.preset}.json"
     result = {"benchmark": "condense", "preset": args.preset, "machine": machine(), "versions": versions(),
-              "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed,
+              "command": " ".join(sys.argv), "device": str(device),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed,
               "budget_minutes": args.budget_minutes, "split_sizes": {"train": len(splits.train), "test": len(splits.test)},
               "runs": []}
     if out.exists():   # keep what an earlier, stopped run finished
@@ -105,11 +110,12 @@ def main(argv=None) -> int:
             settings = dict(overrides.get(method, {}))
             if method in ITERATIVE:
                 settings.setdefault("max_seconds", 60 * args.budget_minutes)
-            condenser = get_condenser(method, ipc=ipc, seed=args.seed, **settings)
+            condenser = get_condenser(method, ipc=ipc, seed=args.seed, **settings).to(device)
             cset = condenser.condense(splits, model, meta.get("hash", ""))
-            evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed)
+            evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed,
+                                            device=device)
             row = {"method": method + (f" ({args.label})" if args.label else ""), "ipc": ipc, "images": len(cset), "settings": cset.config,
-                   "condense_seconds": cset.timings["condense_seconds"], "evaluation": evaluation}
+                   "device": str(device), "condense_seconds": cset.timings["condense_seconds"], "evaluation": evaluation}
             if method in ITERATIVE:
                 row["iterations"] = len(cset.state.get("loss_history", []))
                 row["seconds_per_iteration"] = row["condense_seconds"] / max(row["iterations"], 1)

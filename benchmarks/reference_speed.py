@@ -25,6 +25,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from dcu.checkpoint import versions  # noqa: E402
+from dcu.device import resolve_device  # noqa: E402
 from dcu.evaluate import machine  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.pipeline import prepare_splits  # noqa: E402
@@ -71,15 +72,20 @@ def reference_seconds_per_iteration(reference: Path, splits, batch_real: int, ip
     return (stamps[warmup + iterations] - stamps[warmup]) / iterations
 
 
-def dcu_seconds_per_iteration(splits, batch_real: int, ipc: int, warmup: int, iterations: int) -> float:
+def dcu_seconds_per_iteration(splits, batch_real: int, ipc: int, warmup: int, iterations: int,
+                              device: torch.device) -> float:
     from condense import get_condenser
     condenser = get_condenser("dm", ipc=ipc, batch_real=batch_real, iterations=warmup + iterations + 1, seed=0)
-    stamps = []
+    condenser.to(device)
+    stamps = {}
     inner = condenser.iterations
 
     def timed(*args, **kwargs):
         for iteration in inner(*args, **kwargs):
-            stamps.append(time.perf_counter())
+            if iteration in (warmup, warmup + iterations):
+                if device.type == "cuda":   # the work queued so far has finished (the reference syncs every step)
+                    torch.cuda.synchronize(device)
+                stamps[iteration] = time.perf_counter()
             yield iteration
 
     condenser.iterations = timed
@@ -96,6 +102,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the reference takes the GPU when there is one)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     set_quiet(True)
@@ -104,15 +111,19 @@ def main(argv=None) -> int:
         parser.error(f"--reference {reference} has no main_DM.py")
     if args.iterations % 10 or args.warmup % 10:
         parser.error("--warmup and --iterations must be multiples of 10 (the reference logs every 10 iterations)")
+    device = resolve_device(args.device)
+    if device.type == "cpu" and torch.cuda.is_available():
+        parser.error("this machine has a GPU, which the reference always takes: pass --device cuda")
     splits = prepare_splits(get_preset(args.preset), args.data_root)
     result = {"benchmark": "reference-speed", "preset": args.preset, "machine": machine(), "versions": versions(),
-              "command": " ".join(sys.argv), "threads": torch.get_num_threads(), "ipc": args.ipc,
+              "command": " ".join(sys.argv), "device": str(device),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "threads": torch.get_num_threads(), "ipc": args.ipc,
               "settings": "ConvNet-128 (depth 3, instance norm), DSA color_crop_cutout_flip_scale_rotate, real init",
               "warmup": args.warmup, "timed_iterations": args.iterations, "runs": []}
-    out = Path(args.out) if args.out else RESULTS / f"reference-speed-{args.preset}.json"
+    out = Path(args.out) if args.out else RESULTS / f"reference-speed-{args.preset}{'-gpu' if device.type == 'cuda' else ''}.json"
     for batch_real in [int(b) for b in args.batch_real.split(",")]:
         ref = reference_seconds_per_iteration(reference, splits, batch_real, args.ipc, args.warmup, args.iterations)
-        ours = dcu_seconds_per_iteration(splits, batch_real, args.ipc, args.warmup, args.iterations)
+        ours = dcu_seconds_per_iteration(splits, batch_real, args.ipc, args.warmup, args.iterations, device)
         result["runs"].append({"batch_real": batch_real, "reference_s_per_it": ref, "dcu_s_per_it": ours,
                                "speedup": ref / ours})
         atomic_write_json(result, out)

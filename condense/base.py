@@ -57,12 +57,13 @@ class CondensedSet:
     def bucket_members(self, bucket: int) -> torch.Tensor:
         return self.members[self.member_bucket == bucket]
 
-    def refresh(self, forget_ids: torch.Tensor, retain: ImageSet, forget: Optional[ImageSet] = None
-                ) -> "CondensedSet":
+    def refresh(self, forget_ids: torch.Tensor, retain: ImageSet, forget: Optional[ImageSet] = None,
+                device: str | torch.device = "cpu") -> "CondensedSet":
         """A new set in which no image depends on a forget id (this one is left as it is).
 
         ``retain`` must hold the remaining members (the retain set does); ``forget``, when given, lets a
         method update bucket statistics from the forgotten samples alone instead of recomputing them.
+        ``device`` is where a method that computes (dm, dc, fdm) does so; the new set is on the CPU.
         """
         start = time.perf_counter()
         forget_ids = torch.as_tensor(forget_ids, dtype=torch.long)
@@ -78,7 +79,7 @@ class CondensedSet:
         )
         emptied = affected[~torch.isin(affected, new.member_bucket)]
         remade = affected[torch.isin(affected, new.member_bucket)]
-        condenser = get_condenser(self.method, **self.config)
+        condenser = get_condenser(self.method, **self.config).to(device)
         if condenser.shared_state and len(affected):   # every image depends on every member: re-make them all
             remade = torch.unique(new.image_bucket[torch.isin(new.image_bucket, new.member_bucket)])
         if len(remade):

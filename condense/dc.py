@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from dcu.models import create_model
 from dcu.models.convnet import fit_depth
+from dcu.train import on_device
 
 from .base import Condenser, MatchingConfig, class_positions, cpu_chunk, new_set, register_condenser
 from .dsa import for_images
@@ -35,7 +36,7 @@ def loops_for(ipc: int) -> Tuple[int, int]:
 def layer_distance(real: torch.Tensor, syn: torch.Tensor) -> torch.Tensor:
     """The reference's ``distance_wb``: Σ over output units of 1 − cos, for conv and linear weights."""
     if real.dim() == 1:
-        return torch.zeros((), dtype=syn.dtype)
+        return torch.zeros((), dtype=syn.dtype, device=syn.device)
     real, syn = real.flatten(1), syn.flatten(1)
     cos = (real * syn).sum(1) / (real.norm(dim=1) * syn.norm(dim=1) + 1e-6)
     return (1 - cos).sum()
@@ -74,24 +75,28 @@ class GradientMatching(Condenser):
     def _match(self, images, pools: List[torch.Tensor], classes: List[int], syn: torch.Tensor,
                syn_labels: torch.Tensor, num_classes: int, seed: int, desc: str) -> torch.Tensor:
         cfg = self.cfg
+        device = self.device
         outer, inner = loops_for(cfg.ipc)
         outer, inner = cfg.outer_loop or outer, cfg.inner_loop or inner
-        syn = syn.clone().requires_grad_(True)
+        images, syn_labels = on_device(images, device), syn_labels.to(device)
+        syn = syn.to(device).clone().requires_grad_(True)
         optimizer_img = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum)
         gen = torch.Generator().manual_seed(seed)
         dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
         channels, size = images.shape[1], images.shape[2]
         rows = [torch.nonzero(syn_labels == c).flatten() for c in classes]
         chunk = cpu_chunk(cfg.net_width, size) if images.device.type == "cpu" else None
+        losses = []
         for iteration in self.iterations(desc, syn, optimizer_img, gen):
             net = create_model("convnet", in_channels=channels, num_classes=num_classes, image_size=size,
-                               width=cfg.net_width, depth=fit_depth(cfg.net_depth, size))
+                               width=cfg.net_width, depth=fit_depth(cfg.net_depth, size)).to(device)
             params = list(net.parameters())
             optimizer_net = torch.optim.SGD(params, lr=cfg.lr_net)
             for step in range(outer):
-                loss = torch.zeros(())
+                loss = torch.zeros((), device=device)
                 for c, pool, row in zip(classes, pools, rows):
-                    real = images[pool[torch.randperm(len(pool), generator=gen)[: cfg.batch_real]]]
+                    pick = pool[torch.randperm(len(pool), generator=gen)[: cfg.batch_real]]
+                    real = images[pick.to(device, non_blocking=True)]
                     fake = syn[row]
                     if dsa is not None:
                         params_aug = dsa.sample(gen)
@@ -106,7 +111,7 @@ class GradientMatching(Condenser):
                     break
                 train_images, train_labels = syn.detach(), syn_labels
                 for _ in range(inner):
-                    order = torch.randperm(len(train_images), generator=gen)
+                    order = torch.randperm(len(train_images), generator=gen).to(device, non_blocking=True)
                     for start in range(0, len(order), cfg.batch_train):
                         idx = order[start : start + cfg.batch_train]
                         x = train_images[idx]
@@ -116,10 +121,14 @@ class GradientMatching(Condenser):
                         optimizer_net.zero_grad(set_to_none=True)
                         net_loss.backward()
                         optimizer_net.step()
-            self.history.append(loss.item())
-            self.save_progress(desc, iteration + 1, cfg.iterations, syn=syn.detach(),
-                               optimizer=optimizer_img.state_dict(), generator=gen.get_state())
-        return syn.detach()
+            losses.append(loss.detach())   # read back when saved: no device sync per iteration
+            if self.progress_path is not None:
+                self.history += [float(x) for x in losses]
+                losses = []
+                self.save_progress(desc, iteration + 1, cfg.iterations, syn=syn.detach().cpu(),
+                                   optimizer=optimizer_img.state_dict(), generator=gen.get_state())
+        self.history += [float(x) for x in losses]
+        return syn.detach().cpu()
 
     def build(self, train, num_classes, model: Optional[nn.Module]):
         self.history = []

@@ -66,6 +66,7 @@ class DSA:
 
     def __call__(self, x: torch.Tensor, params: Dict[str, object]) -> torch.Tensor:
         family = params["family"]
+        params = {k: (v if k == "family" else v.to(x.device, non_blocking=True)) for k, v in params.items()}
         n, _, h, w = x.shape
         if family == "color":
             x = x + params["brightness"]
@@ -78,12 +79,12 @@ class DSA:
         if family == "cutout":
             size_y, size_x = h * self.p.cutout, w * self.p.cutout
             cy, cx = params["centre"][:, :1] * h, params["centre"][:, 1:] * w        # (m, 1)
-            rows = ((torch.arange(h) - cy).abs() < size_y / 2)                       # (m, h)
-            cols = ((torch.arange(w) - cx).abs() < size_x / 2)                       # (m, w)
+            rows = ((torch.arange(h, device=x.device) - cy).abs() < size_y / 2)      # (m, h)
+            cols = ((torch.arange(w, device=x.device) - cx).abs() < size_x / 2)      # (m, w)
             keep = ~(rows.unsqueeze(2) & cols.unsqueeze(1))                          # (m, h, w)
             return x * keep.unsqueeze(1).to(x.dtype)
         m = len(next(v for k, v in params.items() if k != "family"))
-        theta = torch.zeros(m, 2, 3)
+        theta = torch.zeros(m, 2, 3, device=x.device, dtype=x.dtype)
         if family == "crop":
             theta[:, 0, 0] = theta[:, 1, 1] = 1.0
             theta[:, :, 2] = params["shift"] * 2                     # a fraction of the size, in [-1, 1] units

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from dcu.models import create_model, model_config
 from dcu.progress import progress
-from dcu.train import features
+from dcu.train import features, on_device
 
 from .base import CondenseConfig, Condenser, class_positions, new_set, register_condenser
 
@@ -39,9 +39,10 @@ class FDMConfig(CondenseConfig):
 
 
 def _segment_softmax(logits: torch.Tensor, segment: torch.Tensor, num_segments: int) -> torch.Tensor:
-    peak = torch.full((num_segments,), -torch.inf).scatter_reduce(0, segment, logits, "amax", include_self=True)
+    peak = torch.full((num_segments,), -torch.inf, device=logits.device).scatter_reduce(0, segment, logits, "amax",
+                                                                                        include_self=True)
     e = torch.exp(logits - peak[segment])
-    return e / torch.zeros(num_segments).index_add(0, segment, e)[segment]
+    return e / torch.zeros(num_segments, device=logits.device).index_add(0, segment, e)[segment]
 
 
 def _extractor(cset) -> nn.Module:
@@ -59,23 +60,27 @@ class FastDistributionMatching(Condenser):
 
     def _closed_form_logits(self, codes: torch.Tensor, group: torch.Tensor, num_groups: int) -> torch.Tensor:
         counts = torch.bincount(group, minlength=num_groups).clamp(min=1).unsqueeze(1).float()
-        centre = torch.zeros(num_groups, codes.shape[1]).index_add(0, group, codes) / counts
+        centre = torch.zeros(num_groups, codes.shape[1], device=codes.device).index_add(0, group, codes) / counts
         dist = ((codes - centre[group]) ** 2).sum(1)
-        scale = torch.zeros(num_groups).index_add(0, group, dist) / counts.squeeze(1)
+        scale = torch.zeros(num_groups, device=codes.device).index_add(0, group, dist) / counts.squeeze(1)
         return -self.cfg.sharpness * dist / scale[group].clamp(min=1e-8)
 
     def _fit(self, extractor: nn.Module, images: torch.Tensor, group: torch.Tensor, codes: torch.Tensor,
              targets: torch.Tensor, steps: int, desc: str) -> torch.Tensor:
-        """One image per group: softmax-weighted members whose feature is fitted to ``targets[group]``."""
+        """One image per group: softmax-weighted members whose feature is fitted to ``targets[group]``; computed
+        on ``self.device``, returned on the CPU."""
         num_groups = len(targets)
+        device = self.device
+        extractor.to(device)
+        images, group, codes = on_device(images, device), group.to(device), codes.to(device)
         logits = self._closed_form_logits(codes.float(), group, num_groups).requires_grad_(True)
         optimizer = torch.optim.Adam([logits], lr=self.cfg.lr)
-        targets = targets.float()
+        targets = targets.float().to(device)
         norm = (targets**2).sum(1).clamp(min=1e-8)
 
         def combine() -> torch.Tensor:
             w = _segment_softmax(logits, group, num_groups)
-            out = torch.zeros(num_groups, *images.shape[1:])
+            out = torch.zeros(num_groups, *images.shape[1:], device=device)
             return out.index_add(0, group, w.view(-1, 1, 1, 1) * images)
 
         for _ in progress(range(steps), desc=desc, unit="step", disable=steps == 0):
@@ -84,14 +89,14 @@ class FastDistributionMatching(Condenser):
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            return combine()
+            return combine().cpu()
 
     def build(self, train, num_classes, model):
         from sklearn.cluster import KMeans
 
         extractor = create_model(**{"name": model.arch, **model.arch_args})
         extractor.load_state_dict(model.state_dict())
-        extractor.eval().requires_grad_(False)
+        extractor.eval().requires_grad_(False).to(self.device)
         feats = features(extractor, train.images)
         centred = feats - feats.mean(0)
         q = min(self.cfg.code_dim, *centred.shape)
@@ -110,6 +115,7 @@ class FastDistributionMatching(Condenser):
         count = torch.bincount(member_bucket, minlength=num_buckets)
         targets = feature_sum / count.clamp(min=1).unsqueeze(1)
         images = self._fit(extractor, train.images, member_bucket, codes, targets, self.cfg.steps, "fdm")
+        extractor.cpu()
         labels = torch.arange(num_classes).repeat_interleave(self.cfg.ipc)
         return new_set(images, labels, torch.arange(num_buckets), train.ids.clone(), member_bucket,
                        member_state={"code": codes.half()},
@@ -117,7 +123,7 @@ class FastDistributionMatching(Condenser):
                        state={"extractor": {**model_config(extractor), "state_dict": extractor.state_dict()}})
 
     def remake(self, cset, buckets, retain, forget, *, old, forget_ids):
-        extractor = _extractor(cset)
+        extractor = _extractor(cset).to(self.device)
         gone = torch.isin(old.members, forget_ids) & torch.isin(old.member_bucket, buckets)
         gone_ids, gone_bucket = old.members[gone], old.member_bucket[gone]
         fsum, count = cset.bucket_state["feature_sum"], cset.bucket_state["count"]

@@ -35,12 +35,13 @@ PROTOCOLS: Dict[str, Dict[str, Any]] = {
 
 
 def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: str | Dict[str, Any] = "dc-300ep",
-                       dsa: Optional[bool] = None, seed: int = 0, test: Optional[ImageSet] = None) -> Dict[str, Any]:
+                       dsa: Optional[bool] = None, seed: int = 0, test: Optional[ImageSet] = None,
+                       device: str | torch.device = "cpu") -> Dict[str, Any]:
     """Test accuracy (mean ± std over ``runs`` fresh networks) of networks trained on ``data`` alone.
 
     ``data`` is a ``CondensedSet`` or an ``ImageSet``; ``dsa=None`` uses DSA augmentation when the condensed
     set was made with it (its config's ``dsa``). ``protocol`` is a name of ``PROTOCOLS`` or a dict of the
-    same fields (reported as ``custom``).
+    same fields (reported as ``custom``). The networks train on ``device`` (the set moves there once).
     """
     if isinstance(protocol, dict):
         spec, protocol = {**PROTOCOLS["dc-300ep"], **protocol}, "custom"
@@ -58,7 +59,8 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
     test = test if test is not None else splits.test
     channels, size = splits.input_shape[0], splits.input_shape[1]
     cfg = TrainConfig(epochs=spec["epochs"], batch_size=spec["batch_size"], lr=spec["lr"], momentum=spec["momentum"],
-                      weight_decay=spec["weight_decay"], schedule=spec["schedule"], augment=False)
+                      weight_decay=spec["weight_decay"], schedule=spec["schedule"], augment=False,
+                      amp=False)   # float32 on a GPU too, as the papers trained
     augment = DSA() if dsa else None
     accs, start = [], time.perf_counter()
     for run in progress(range(runs), desc=f"evaluate ({protocol})", unit="net"):
@@ -67,7 +69,7 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
         if spec["model"] == "convnet":
             model_args["depth"] = fit_depth(model_args.get("depth", 3), size)
         net = create_model(spec["model"], in_channels=channels, num_classes=splits.num_classes, image_size=size,
-                           **model_args)
+                           **model_args).to(device)
         generator = torch.Generator().manual_seed(seed + run)
 
         def loss_fn(model, x, y, idx):

@@ -160,7 +160,10 @@ def cmd_condense(args) -> int:
         check_fits(meta, splits, args.model)
         if meta.get("forgotten_ids"):
             splits.train = splits.train.without(torch.tensor(meta["forgotten_ids"]))
-    condenser = get_condenser(args.method, ipc=args.ipc, seed=args.seed, **_settings(args.set))
+    from .device import resolve_device
+
+    device = resolve_device(args.device)
+    condenser = get_condenser(args.method, ipc=args.ipc, seed=args.seed, **_settings(args.set)).to(device)
     progress_file = _progress_file(args)
     condenser.resumable(progress_file, every=args.checkpoint_every)
     cset = condenser.condense(splits, model, meta["hash"] if meta else "")
@@ -169,7 +172,7 @@ def cmd_condense(args) -> int:
         from condense.protocol import evaluate_condensed
 
         cset.state["evaluation"] = result = evaluate_condensed(cset, splits, runs=args.eval_runs,
-                                                               protocol=args.protocol, seed=args.seed)
+                                                               protocol=args.protocol, seed=args.seed, device=device)
         log.info("Test accuracy of fresh %s trained on the condensed set (%s, %d runs): %.2f ± %.2f %%",
                  result["model"]["arch"], result["protocol"], result["runs"], 100 * result["mean"], 100 * result["std"])
     cset.save(args.out)
@@ -550,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="progress checkpoint (default OUT with suffix .progress.pt)")
     p.add_argument("--checkpoint-every", type=int, default=50, metavar="N", help="iterations between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the progress checkpoint")
+    p.add_argument("--device", default="auto", help="where dc, dsa, dm and the evaluation run: auto, cpu, cuda or cuda:N")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_condense)
 

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from dcu.data import ImageSet
 from dcu.registry import Registry
-from dcu.train import TrainConfig
+from dcu.train import TrainConfig, model_device
 
 UNLEARNERS = Registry("unlearning method")
 
@@ -41,6 +41,7 @@ class Unlearner:
         self.cfg = cfg if cfg is not None else self.Config(**kwargs)
         self.train_config = train_config or TrainConfig()  # the original model's schedule
         self.stats: Dict[str, Any] = {}
+        self.device = torch.device("cpu")   # the model's, set by unlearn(); a refresh computes there too
 
     def unlearn(self, model: nn.Module, retain: ImageSet, forget: ImageSet, *, condensed=None,
                 val: Optional[ImageSet] = None) -> nn.Module:
@@ -53,10 +54,13 @@ class Unlearner:
         if self.requires_condensed and condensed is None:
             raise ValueError(f"Unlearning method '{self.name}' needs a condensed set (--condensed condensed.pt).")
         model = copy.deepcopy(model)
+        self.device = model_device(model)
         torch.manual_seed(self.cfg.seed)
         start = time.perf_counter()
         self.stats = {}
         model = self.run(model, retain, forget, condensed=condensed, val=val)
+        if self.device.type == "cuda":   # the queued work is part of the time
+            torch.cuda.synchronize(self.device)
         self.stats["seconds"] = time.perf_counter() - start
         for name, p in model.state_dict().items():
             if p.is_floating_point() and not torch.isfinite(p).all():
@@ -71,7 +75,7 @@ class Unlearner:
         if condensed is None:
             return retain
         start = time.perf_counter()
-        refreshed = condensed.refresh(forget.ids, retain, forget)
+        refreshed = condensed.refresh(forget.ids, retain, forget, device=self.device)
         self.stats["refresh_seconds"] = time.perf_counter() - start
         self.stats["condensed_images"] = len(refreshed)
         self.refreshed = refreshed
