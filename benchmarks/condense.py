@@ -69,6 +69,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE")
     parser.add_argument("--label", default="", help="names a variant (e.g. other --set values) so its rows are kept "
                                                    "beside the default ones")
+    parser.add_argument("--save-dir", default=None, help="also save each condensed set here (to evaluate it again "
+                                                         "under another protocol)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -112,6 +114,11 @@ def main(argv=None) -> int:
                 settings.setdefault("max_seconds", 60 * args.budget_minutes)
             condenser = get_condenser(method, ipc=ipc, seed=args.seed, **settings).to(device)
             cset = condenser.condense(splits, model, meta.get("hash", ""))
+            if args.save_dir:
+                Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+                label = f"-{args.label}" if args.label else ""
+                cset.save(Path(args.save_dir) / "".join(ch if ch.isalnum() or ch in "-_." else "_"
+                                                        for ch in f"{args.preset}-{method}{label}-ipc{ipc}.pt"))
             evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed,
                                             device=device)
             row = {"method": method + (f" ({args.label})" if args.label else ""), "ipc": ipc, "images": len(cset), "settings": cset.config,

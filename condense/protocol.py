@@ -2,11 +2,13 @@
 
 Named protocols, so a number always says how it was made:
 
-* ``dc-300ep`` — the DC/DSA/DM papers' protocol (VICO-UoE/DatasetCondensation ``evaluate_synset``): ConvNet-128
-  (depth 3, fewer for images under 16 px),
+* ``dc-300ep`` — the DC and DSA papers' protocol (VICO-UoE/DatasetCondensation ``evaluate_synset`` as
+  ``main.py`` calls it): ConvNet-128 (depth 3, fewer for images under 16 px),
   SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 256, 300 epochs, lr ×0.1 at half; with DSA
   augmentation (independent parameters per image) when the method condensed with DSA — the reference
   evaluates DM and DSA sets that way.
+* ``dc-1000ep`` — the same with 1,000 epochs: what the reference's ``main_DM.py`` trains (``--epoch_eval_train``
+  1000), so the protocol behind the DM paper's numbers.
 * ``dc-cpu`` — the same with 150 epochs, for quick CPU runs; reported under its own name.
 """
 from __future__ import annotations
@@ -29,6 +31,8 @@ from .dsa import DSA
 PROTOCOLS: Dict[str, Dict[str, Any]] = {
     "dc-300ep": {"epochs": 300, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 256,
                  "schedule": "step", "model": "convnet", "model_args": {"width": 128, "depth": 3}},
+    "dc-1000ep": {"epochs": 1000, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 256,
+                  "schedule": "step", "model": "convnet", "model_args": {"width": 128, "depth": 3}},
     "dc-cpu": {"epochs": 150, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 256,
                "schedule": "step", "model": "convnet", "model_args": {"width": 128, "depth": 3}},
 }

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from condense import CondensedSet
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,8 +82,8 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     base = [sys.executable, str(ROOT / "benchmarks" / "condense.py"), "--preset", "smoke", "--ipc", "2",
             "--eval-runs", "2", "--protocol", "dc-cpu", "--budget-minutes", "0.02", "--out", str(out), "--quiet"]
     subprocess.run(base + ["--methods", "random,dm"], check=True, timeout=600, cwd=tmp_path)
-    subprocess.run(base + ["--methods", "dm", "--set", "dm.batch_real=8", "--label", "batch_real 8"], check=True,
-                   timeout=600, cwd=tmp_path)
+    subprocess.run(base + ["--methods", "dm", "--set", "dm.batch_real=8", "--label", "batch_real 8",
+                           "--save-dir", str(tmp_path / "sets")], check=True, timeout=600, cwd=tmp_path)
     rows = {r["method"]: r for r in json.loads(out.read_text())["runs"]}
     assert set(rows) == {"random", "dm", "dm (batch_real 8)"}
     assert rows["dm (batch_real 8)"]["settings"]["batch_real"] == 8 and rows["dm"]["settings"]["batch_real"] == 256
@@ -90,6 +92,8 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
         assert row["evaluation"]["protocol"] == "dc-cpu" and row["evaluation"]["runs"] == 2
         assert 0.1 < row["evaluation"]["mean"] <= 1.0
     assert "dm (batch_real 8)" in out.with_suffix(".md").read_text()
+    saved = CondensedSet.load(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt")   # kept to evaluate again
+    assert saved.method == "dm" and saved.config["batch_real"] == 8 and len(saved) == rows["dm (batch_real 8)"]["images"]
 
 
 def test_attack_benchmark_scores_every_model_with_every_attack(tmp_path):
