@@ -50,6 +50,7 @@ class DCUConfig(UnlearnConfig):
     tail_stages: int = 2           # blocks trained, counted from the head (1: the classifier alone)
     views: int = 1                 # views for the margin ranking (more: also flipped/cropped copies)
     calibration_size: int = 2000   # held-out images used for the loss quantiles (a random subset of val)
+    mirror: bool = False           # also pull the mirrored forget images to their targets (when training used flips)
     recalibrate: bool = False      # re-read the held-out losses from the model being trained before each pass
 
 
@@ -113,6 +114,12 @@ class DCU(Unlearner):
                                  generator=gen)
             margin += _margin(predict(model, view), forget.labels)
         target = calibrated_targets(logits_forget, forget.labels, margin, held_out_loss, absent)
+        forget_views = ImageSet(h_forget, forget.labels)
+        if cfg.mirror and self.train_config.flip:
+            # the original learnt each forget image and its mirror; a LiRA auditor queries both
+            mirrored = predict(trunk, forget.images.flip(3))
+            forget_views = ImageSet(torch.cat([h_forget, mirrored]), forget.labels.repeat(2))
+            target = target.repeat(2, 1)
         T = cfg.temperature
         soft_syn = _without((logits_syn / T).softmax(1), absent)
         device = model_device(model)   # the cached tensors live where the tail trains; batches index them from the CPU
@@ -131,12 +138,13 @@ class DCU(Unlearner):
             # forget losses should look like held-out losses *of the model being trained*, not of the original
             if cfg.recalibrate and epoch > 0:
                 loss = F.cross_entropy(predict(tail, h_val), val.labels, reduction="none")
-                target.copy_(calibrated_targets(logits_forget, forget.labels, margin, loss, absent).to(device))
+                fresh = calibrated_targets(logits_forget, forget.labels, margin, loss, absent)
+                target.copy_(fresh.repeat(len(target) // len(fresh), 1).to(device))
 
         schedule = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_forget, lr=cfg.lr, schedule="cosine",
                                momentum=0.9, weight_decay=self.train_config.weight_decay, seed=cfg.seed)
-        train(tail, ImageSet(h_forget, forget.labels), schedule, loss_fn=loss_fn, desc="dcu", on_epoch=recalibrate)
-        self.stats["steps"] = cfg.epochs * math.ceil(len(forget) / cfg.batch_forget)
+        train(tail, forget_views, schedule, loss_fn=loss_fn, desc="dcu", on_epoch=recalibrate)
+        self.stats["steps"] = cfg.epochs * math.ceil(len(forget_views) / cfg.batch_forget)
         if absent.any():
             head = [m for m in tail.modules() if isinstance(m, torch.nn.Linear)][-1]
             with torch.no_grad():
