@@ -11,6 +11,7 @@ stopped; on several machines run ``dcu shadows ... --shard i/n`` into the same f
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from dcu.checkpoint import versions  # noqa: E402
 from dcu.evaluate import machine, run_attack  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import forget_requests, prepare_splits, train_original  # noqa: E402
-from dcu.presets import get_preset  # noqa: E402
+from dcu.presets import get_preset, method_settings  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 from dcu.train import TrainConfig, accuracy  # noqa: E402
 
@@ -58,6 +59,9 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="retrain,finetune,dcu")
     parser.add_argument("--attacks", default="lira,rmia,loss_lr")
     parser.add_argument("--work-dir", default="runs/benchmarks")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="a method setting")
+    parser.add_argument("--label", default="", help="names a variant (other --set values): its rows are added beside "
+                                                   "the rows already in --out for the same preset and seed")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/attacks-<preset>.json)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -78,6 +82,12 @@ def main(argv=None) -> int:
               "shadow_seconds_this_run": time.perf_counter() - started, "non_members": "held-out training images",
               "split_sizes": {"forget": len(forget), "held_out": len(splits.val)}, "models": {}}
     out = Path(args.out) if args.out else RESULTS / f"attacks-{args.preset}.json"
+    if args.label and out.exists():   # a variant joins the models scored before
+        earlier = json.loads(out.read_text())
+        if (earlier.get("preset"), earlier.get("seed")) == (args.preset, args.seed):
+            result["models"] = earlier["models"]
+            result["commands"] = earlier.get("commands", [earlier["command"]]) + [result["command"]]
+    overrides = method_settings(args.set)
 
     def score(name, model):
         row = {"forget_acc": accuracy(model, forget), "test_acc": accuracy(model, splits.test), "attacks": {}}
@@ -95,13 +105,16 @@ def main(argv=None) -> int:
     condensed = None
     train_cfg = TrainConfig(**meta["train_config"])
     for method in args.methods.split(","):
-        unlearner = get_unlearner(method, train_config=train_cfg, seed=args.seed, **preset.get("unlearn", {}).get(method, {}))
+        settings = {**preset.get("unlearn", {}).get(method, {}), **overrides.get(method, {})}
+        unlearner = get_unlearner(method, train_config=train_cfg, seed=args.seed, **settings)
         if unlearner.requires_condensed and condensed is None:
             settings = dict(preset["condense"])
             condensed = get_condenser(settings.pop("method"), seed=args.seed, **settings).condense(splits, original, meta["hash"])
         model = unlearner.unlearn(original, retain, forget, condensed=condensed if unlearner.requires_condensed else None,
                                   val=splits.val)
-        score(method, model)
+        score(method + (f" ({args.label})" if args.label else ""), model)
+        result["models"][method + (f" ({args.label})" if args.label else "")]["settings"] = unlearner.config_dict()
+        atomic_write_json(result, out)
     return 0
 
 

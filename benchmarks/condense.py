@@ -26,7 +26,7 @@ from dcu.device import resolve_device  # noqa: E402
 from dcu.evaluate import machine  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import prepare_splits, train_original  # noqa: E402
-from dcu.presets import get_preset  # noqa: E402
+from dcu.presets import get_preset, method_settings  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,15 +78,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        method, name = key.split(".", 1)
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
-        overrides.setdefault(method, {})[name] = value
+    overrides = method_settings(args.set)
 
     device = resolve_device(args.device)
     preset = get_preset(args.preset)

@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from dcu.checkpoint import versions  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text
 from dcu.pipeline import compare, table
+from dcu.presets import method_settings
 from dcu.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -96,11 +97,7 @@ def main(argv=None) -> int:
         from unlearn import list_unlearners
 
         methods = ["retrain"] + [m for m in list_unlearners() if m not in ("retrain", "dcu")] + ["dcu"]
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        method, setting = key.split(".", 1)
-        overrides.setdefault(method, {})[setting] = json.loads(value)
+    overrides = method_settings(args.set)
     suffix = "" if args.scenario == "random" else f"-{args.scenario}"
     out = Path(args.out) if args.out else RESULTS / f"unlearn-{args.preset}{suffix}.json"
     report = {"benchmark": "unlearn", "preset": args.preset, "scenario": args.scenario, "versions": versions(), "command": " ".join(sys.argv),

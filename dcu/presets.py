@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 TUNED = Path(__file__).resolve().parent / "tuned"
 
@@ -60,3 +60,20 @@ def get_preset(name: str) -> Dict[str, Any]:
     preset = copy.deepcopy(PRESETS[name])
     preset["unlearn"] = {**tuned_settings(name), **preset.get("unlearn", {})}
     return preset
+
+
+def method_settings(items: List[str]) -> Dict[str, Dict[str, Any]]:
+    """``["dm.batch_real=64", "dcu.mirror=true"]`` -> ``{"dm": {"batch_real": 64}, "dcu": {"mirror": True}}``;
+    values are read as JSON, else kept as text (the benchmarks' ``--set METHOD.KEY=VALUE``)."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.strip().partition(".")
+        if not sep or not dot or not method or not name:
+            raise ValueError(f"--set expects METHOD.KEY=VALUE, e.g. dm.batch_real=64. Got '{item}'.")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(method, {})[name.replace("-", "_")] = parsed
+    return out

@@ -8,13 +8,12 @@ condensation time beside it.
 """
 from __future__ import annotations
 
-import json
 import sys
 
 from common import finish, parser, start
 from dcu.pipeline import prepare_splits, train_original
 from dcu.plots import comparison_bars
-from dcu.presets import get_preset
+from dcu.presets import get_preset, method_settings
 
 
 def main(argv=None) -> int:
@@ -31,11 +30,7 @@ def main(argv=None) -> int:
     preset = get_preset(args.preset)
     splits = prepare_splits(preset, args.data_root)
     original, meta = train_original(splits, preset, args.seed, out / f"original-{args.preset}-seed{args.seed}.pt")
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        method, name = key.split(".", 1)
-        overrides.setdefault(method, {})[name] = json.loads(value)
+    overrides = method_settings(args.set)
     rows = {}
     for method in args.methods.split(","):
         cset = get_condenser(method, ipc=args.ipc, seed=args.seed, **overrides.get(method, {})).condense(

@@ -98,12 +98,16 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
 
 def test_attack_benchmark_scores_every_model_with_every_attack(tmp_path):
     out = tmp_path / "attacks.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attacks.py"), "--preset", "smoke", "--shadows", "4",
-                    "--methods", "retrain,finetune", "--attacks", "lira,loss_lr", "--store", str(tmp_path / "store"),
-                    "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet"],
-                   check=True, timeout=600, cwd=tmp_path)
+    base = [sys.executable, str(ROOT / "benchmarks" / "attacks.py"), "--preset", "smoke", "--shadows", "4",
+            "--attacks", "lira,loss_lr", "--store", str(tmp_path / "store"), "--work-dir", str(tmp_path / "work"),
+            "--out", str(out), "--quiet"]
+    subprocess.run(base + ["--methods", "retrain,finetune"], check=True, timeout=600, cwd=tmp_path)
+    subprocess.run(base + ["--methods", "finetune", "--set", "finetune.epochs=1", "--label", "1 epoch"], check=True,
+                   timeout=600, cwd=tmp_path)
     result = json.loads(out.read_text())
-    assert result["shadows"] == 4 and list(result["models"]) == ["original", "retrain", "finetune"]
+    assert result["shadows"] == 4
+    assert list(result["models"]) == ["original", "retrain", "finetune", "finetune (1 epoch)"]   # the variant joins
+    assert result["models"]["finetune (1 epoch)"]["settings"]["epochs"] == 1
     for row in result["models"].values():
         assert set(row["attacks"]) == {"lira", "loss_lr"}
         assert all(0.0 <= a["auc"] <= 1.0 for a in row["attacks"].values())
