@@ -112,3 +112,20 @@ def test_attack_benchmark_scores_every_model_with_every_attack(tmp_path):
         assert set(row["attacks"]) == {"lira", "loss_lr"}
         assert all(0.0 <= a["auc"] <= 1.0 for a in row["attacks"].values())
     assert "| retrain |" in out.with_suffix(".md").read_text()
+
+
+def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path):
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    (tuned / "smoke.json").write_text(json.dumps({"preset": "smoke", "note": "kept",
+                                                  "methods": {"finetune": {"settings": {"epochs": 1}, "source": "x"}}}))
+    base = [sys.executable, str(ROOT / "benchmarks" / "tune.py"), "--preset", "smoke", "--methods", "gradient_ascent",
+            "--work-dir", str(tmp_path / "work"), "--out-dir", str(tmp_path), "--tuned-dir", str(tuned), "--quiet"]
+    subprocess.run(base + ["--trials", "2"], check=True, timeout=600, cwd=tmp_path)
+    subprocess.run(base + ["--trials", "3", "--write-defaults"], check=True, timeout=600, cwd=tmp_path)  # continues
+    search = json.loads((tmp_path / "tune-smoke-gradient_ascent.json").read_text())
+    assert search["finished"] and len(search["trials"]) == 3 and search["preset"] == "smoke"
+    shipped = json.loads((tuned / "smoke.json").read_text())
+    assert shipped["note"] == "kept" and shipped["methods"]["finetune"]["settings"] == {"epochs": 1}
+    entry = shipped["methods"]["gradient_ascent"]
+    assert entry["settings"] == search["best"]["settings"] and "tune-smoke-gradient_ascent.json" in entry["source"]

@@ -1,0 +1,108 @@
+"""Tune unlearning methods on a preset with dcu's multi-objective search (``dcu.tune``: Optuna, objectives =
+gaps to the retrained model on held-out *training* images, never the test set), and ship the chosen settings.
+
+    python benchmarks/tune.py --preset cifar10-cpu-sub --data-root ~/data/cifar10 --methods ssd,scrub \\
+        --trials 20 --write-defaults
+
+One original (cached in ``--work-dir``) and one retrained reference serve every method of the run; the
+request is the preset's random one for ``--seed``. Each method's search is written after every trial to
+``benchmarks/results/tune-<preset>-<method>.json`` and continues from there when rerun. With
+``--write-defaults`` the chosen settings replace the method's entry in ``dcu/tuned/<preset>.json`` (the
+settings ``get_preset`` hands to every run of that preset), with the search named as their source.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from dcu.checkpoint import versions  # noqa: E402
+from dcu.evaluate import machine  # noqa: E402
+from dcu.io import atomic_write_json  # noqa: E402
+from dcu.pipeline import forget_requests, prepare_splits, train_original  # noqa: E402
+from dcu.presets import TUNED, get_preset  # noqa: E402
+from dcu.progress import set_quiet  # noqa: E402
+from dcu.train import TrainConfig  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_defaults(preset: str, method: str, result: dict, source: Path, tuned_dir: Path = TUNED) -> None:
+    """Put the search's chosen settings into ``tuned_dir/<preset>.json`` as ``method``'s entry."""
+    path = tuned_dir / f"{preset}.json"
+    data = json.loads(path.read_text()) if path.exists() else {"preset": preset, "methods": {}}
+    best = result["best"]
+    data["methods"][method] = {
+        "settings": best["settings"],
+        "source": f"dcu tune: {source.name}, {len(result['trials'])} trials, seed {result['seed']}, "
+                  f"objective sum {best['sum']:.4f} (" + ", ".join(f"{k} {v:.4f}" for k, v in best["objectives"].items())
+                  + ")",
+    }
+    atomic_write_json(data, path)
+
+
+def main(argv=None) -> int:
+    from unlearn import get_unlearner
+
+    from dcu.tune import tune
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cifar10-cpu-sub")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--methods", required=True, help="comma-separated unlearning methods")
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", default="runs/benchmarks")
+    parser.add_argument("--out-dir", default=str(RESULTS))
+    parser.add_argument("--write-defaults", action="store_true",
+                        help="ship each chosen setting in dcu/tuned/<preset>.json")
+    parser.add_argument("--tuned-dir", default=str(TUNED), help=argparse.SUPPRESS)   # tests write elsewhere
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    set_quiet(args.quiet)
+
+    preset = get_preset(args.preset)
+    splits = prepare_splits(preset, args.data_root)
+    original, meta = train_original(splits, preset, args.seed,
+                                    Path(args.work_dir) / f"original-{args.preset}-{preset['model']}-seed{args.seed}.pt")
+    forget_ids = torch.sort(torch.cat(forget_requests(splits, "random", args.seed,
+                                                      frac=preset.get("forget_frac", 0.1)))).values
+    train_cfg = TrainConfig(**meta["train_config"])
+    reference = None
+    for method in args.methods.split(","):
+        out = Path(args.out_dir) / f"tune-{args.preset}-{method}.json"
+        resume = json.loads(out.read_text()) if out.exists() else None
+        if resume is not None and resume.get("finished") and len(resume["trials"]) >= args.trials:
+            result = resume
+        else:
+            if reference is None and (resume is None or "reference" not in resume):
+                forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+                start = time.perf_counter()
+                reference = get_unlearner("retrain", train_config=train_cfg, seed=args.seed).unlearn(original, retain,
+                                                                                                       forget)
+                print(f"reference retrained in {time.perf_counter() - start:.0f} s", flush=True)
+            header = {"benchmark": "tune", "preset": args.preset, "machine": machine(), "versions": versions(),
+                      "command": " ".join(sys.argv), "forget_count": len(forget_ids)}
+
+            def write(partial, finished=False):
+                atomic_write_json({**partial, **header, "finished": finished}, out)
+
+            result = tune(method, original, splits, forget_ids, train_config=train_cfg, trials=args.trials,
+                          seed=args.seed, reference=reference, resume=resume if resume and resume.get("trials") else None,
+                          on_trial=write)
+            write(result, finished=True)
+        best = result["best"]
+        print(f"{method}: {best['settings']} (objective sum {best['sum']:.4f})", flush=True)
+        if args.write_defaults:
+            write_defaults(args.preset, method, result, out, Path(args.tuned_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
