@@ -44,7 +44,7 @@ def test_evaluation_protocol_is_named_and_repeatable(digits):
     b = evaluate_condensed(cset, digits, runs=2, protocol=PROTOCOL)
     assert a["protocol"] == "custom" and a["accuracies"] == b["accuracies"] and a["runs"] == 2
     assert 0.1 < a["mean"] < 1.0 and a["std"] >= 0
-    with pytest.raises(ValueError, match="Valid values are: dc-300ep, dc-cpu"):
+    with pytest.raises(ValueError, match="Valid values are: dc-300ep, dc-1000ep, dc-cpu"):
         evaluate_condensed(cset, digits, protocol="dc-3ep")
 
 
