@@ -23,8 +23,8 @@ import torch  # noqa: E402
 from dcu.checkpoint import versions  # noqa: E402
 from dcu.evaluate import machine, run_attack  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
-from dcu.pipeline import forget_requests, prepare_splits, train_original  # noqa: E402
-from dcu.presets import get_preset, method_settings  # noqa: E402
+from dcu.pipeline import forget_requests, preset_original  # noqa: E402
+from dcu.presets import method_settings  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 from dcu.train import TrainConfig, accuracy  # noqa: E402
 
@@ -67,10 +67,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     set_quiet(args.quiet)
 
-    preset = get_preset(args.preset)
-    splits = prepare_splits(preset, args.data_root)
-    original, meta = train_original(splits, preset, args.seed,
-                                    Path(args.work_dir) / f"original-{args.preset}-{preset['model']}-seed{args.seed}.pt")
+    preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     store_path = Path(args.store or f"runs/shadows-{args.preset}-seed{args.seed}")
     store = ShadowStore.create(store_path, splits, meta, count=args.shadows, seed=args.seed)
     started = time.perf_counter()

@@ -25,8 +25,8 @@ import torch  # noqa: E402
 from dcu.checkpoint import versions  # noqa: E402
 from dcu.evaluate import machine  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
-from dcu.pipeline import forget_requests, prepare_splits, train_original  # noqa: E402
-from dcu.presets import TUNED, get_preset  # noqa: E402
+from dcu.pipeline import forget_requests, preset_original  # noqa: E402
+from dcu.presets import TUNED  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 from dcu.train import TrainConfig  # noqa: E402
 
@@ -67,10 +67,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     set_quiet(args.quiet)
 
-    preset = get_preset(args.preset)
-    splits = prepare_splits(preset, args.data_root)
-    original, meta = train_original(splits, preset, args.seed,
-                                    Path(args.work_dir) / f"original-{args.preset}-{preset['model']}-seed{args.seed}.pt")
+    preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     forget_ids = torch.sort(torch.cat(forget_requests(splits, "random", args.seed,
                                                       frac=preset.get("forget_frac", 0.1)))).values
     train_cfg = TrainConfig(**meta["train_config"])
