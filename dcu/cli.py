@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from . import __version__
+from .presets import setting_value
 
 log = logging.getLogger("dcu")
 
@@ -31,20 +32,13 @@ EPILOG = """examples:
 """
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _settings(items: List[str]) -> Dict[str, Any]:
     out = {}
     for item in items:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE. Got '{item}'.")
         key, value = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = _parse_value(value)
+        out[key.strip().replace("-", "_")] = setting_value(value)
     return out
 
 

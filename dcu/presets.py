@@ -71,9 +71,13 @@ def method_settings(items: List[str]) -> Dict[str, Dict[str, Any]]:
         method, dot, name = key.strip().partition(".")
         if not sep or not dot or not method or not name:
             raise ValueError(f"--set expects METHOD.KEY=VALUE, e.g. dm.batch_real=64. Got '{item}'.")
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out.setdefault(method, {})[name.replace("-", "_")] = parsed
+        out.setdefault(method, {})[name.replace("-", "_")] = setting_value(value)
     return out
+
+
+def setting_value(text: str) -> Any:
+    """A ``--set`` value: JSON when it parses (numbers, booleans, lists), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
