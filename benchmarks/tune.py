@@ -5,10 +5,11 @@ gaps to the retrained model on held-out *training* images, never the test set), 
         --trials 20 --write-defaults
 
 One original (cached in ``--work-dir``) and one retrained reference serve every method of the run; the
-request is the preset's random one for ``--seed``. Each method's search is written after every trial to
-``benchmarks/results/tune-<preset>-<method>.json`` and continues from there when rerun. With
-``--write-defaults`` the chosen settings replace the method's entry in ``dcu/tuned/<preset>.json`` (the
-settings ``get_preset`` hands to every run of that preset), with the search named as their source.
+request is the preset's random one for ``--seed`` (``--scenario class``: the whole class the benchmark forgets).
+Each method's search is written after every trial to ``benchmarks/results/tune-<preset>-<method>[-class].json``
+and continues from there when rerun. With ``--write-defaults`` the chosen settings replace the method's entry
+in ``dcu/tuned/<preset>.json`` (the settings ``get_preset`` hands to every run of that preset and scenario),
+with the search named as their source; a ``class`` search fills the entry's ``scenarios.class``.
 """
 from __future__ import annotations
 
@@ -33,17 +34,26 @@ from dcu.train import TrainConfig  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_defaults(preset: str, method: str, result: dict, source: Path, tuned_dir: Path = TUNED) -> None:
-    """Put the search's chosen settings into ``tuned_dir/<preset>.json`` as ``method``'s entry."""
+def write_defaults(preset: str, method: str, result: dict, source: Path, tuned_dir: Path = TUNED,
+                   scenario: str = "random") -> None:
+    """Put the search's chosen settings into ``tuned_dir/<preset>.json`` as ``method``'s entry (or as the
+    entry's settings for ``scenario``, the random-request settings kept)."""
     path = tuned_dir / f"{preset}.json"
     data = json.loads(path.read_text()) if path.exists() else {"preset": preset, "methods": {}}
     best = result["best"]
-    data["methods"][method] = {
+    entry = {
         "settings": best["settings"],
         "source": f"dcu tune: {source.name}, {len(result['trials'])} trials, seed {result['seed']}, "
                   f"objective sum {best['sum']:.4f} (" + ", ".join(f"{k} {v:.4f}" for k, v in best["objectives"].items())
                   + ")",
     }
+    earlier = data["methods"].get(method, {})
+    if scenario == "random":
+        data["methods"][method] = {**entry, **{k: v for k, v in earlier.items() if k == "scenarios"}}
+    elif not earlier:
+        raise ValueError(f"{path} has no '{method}' entry to add '{scenario}' settings to; tune the random scenario first.")
+    else:
+        earlier.setdefault("scenarios", {})[scenario] = entry
     atomic_write_json(data, path)
 
 
@@ -58,6 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", required=True, help="comma-separated unlearning methods")
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenario", default="random", choices=["random", "class"])
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--out-dir", default=str(RESULTS))
     parser.add_argument("--write-defaults", action="store_true",
@@ -68,12 +79,13 @@ def main(argv=None) -> int:
     set_quiet(args.quiet)
 
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
-    forget_ids = torch.sort(torch.cat(forget_requests(splits, "random", args.seed,
+    forget_ids = torch.sort(torch.cat(forget_requests(splits, args.scenario, args.seed,
                                                       frac=preset.get("forget_frac", 0.1)))).values
     train_cfg = TrainConfig(**meta["train_config"])
     reference = None
     for method in args.methods.split(","):
-        out = Path(args.out_dir) / f"tune-{args.preset}-{method}.json"
+        suffix = "" if args.scenario == "random" else f"-{args.scenario}"
+        out = Path(args.out_dir) / f"tune-{args.preset}-{method}{suffix}.json"
         resume = json.loads(out.read_text()) if out.exists() else None
         if resume is not None and resume.get("finished") and len(resume["trials"]) >= args.trials:
             result = resume
@@ -85,7 +97,7 @@ def main(argv=None) -> int:
                                                                                                        forget)
                 print(f"reference retrained in {time.perf_counter() - start:.0f} s", flush=True)
             header = {"benchmark": "tune", "preset": args.preset, "machine": machine(), "versions": versions(),
-                      "command": " ".join(sys.argv), "forget_count": len(forget_ids)}
+                      "command": " ".join(sys.argv), "scenario": args.scenario, "forget_count": len(forget_ids)}
 
             def write(partial, finished=False):
                 atomic_write_json({**partial, **header, "finished": finished}, out)
@@ -97,7 +109,7 @@ def main(argv=None) -> int:
         best = result["best"]
         print(f"{method}: {best['settings']} (objective sum {best['sum']:.4f})", flush=True)
         if args.write_defaults:
-            write_defaults(args.preset, method, result, out, Path(args.tuned_dir))
+            write_defaults(args.preset, method, result, out, Path(args.tuned_dir), args.scenario)
     return 0
 
 

@@ -4,7 +4,9 @@
 
 Writes ``benchmarks/results/unlearn-<preset>.json`` after every finished part (a long run that is
 stopped keeps what finished) and prints a markdown table per seed and the mean ± std over seeds.
-The original model of each seed is cached in ``--work-dir`` and reused by every method.
+The original model of each seed is cached in ``--work-dir`` and reused by every method. ``--append`` adds
+seeds to an existing file; ``--update`` reruns only ``--methods`` on its seeds against the retrained models
+already there (e.g. after changing one method's settings).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import torch  # noqa: E402
 
 from dcu.checkpoint import versions  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.pipeline import compare, table
+from dcu.pipeline import add_reference_columns, compare, table
 from dcu.presets import method_settings
 from dcu.progress import set_quiet
 
@@ -86,6 +88,9 @@ def main(argv=None) -> int:
                         help="override a method setting, e.g. dcu.epochs=6")
     parser.add_argument("--append", action="store_true",
                         help="keep the seeds already in the JSON file (same preset and scenario) and add these")
+    parser.add_argument("--update", action="store_true",
+                        help="rerun only --methods on seeds already in the JSON file, keeping their other rows "
+                             "(retrain included: the gaps and RTE are taken against it)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -103,12 +108,14 @@ def main(argv=None) -> int:
     report = {"benchmark": "unlearn", "preset": args.preset, "scenario": args.scenario, "versions": versions(), "command": " ".join(sys.argv),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "overrides": overrides, "runs": []}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    if args.append and out.exists():
+    if args.append and args.update:
+        parser.error("--append adds seeds, --update reruns methods on the seeds there: one or the other")
+    if (args.append or args.update) and out.exists():
         earlier = json.loads(out.read_text())
         if (earlier.get("preset"), earlier.get("scenario")) != (args.preset, args.scenario):
             parser.error(f"--append: {out} holds {earlier.get('preset')} / {earlier.get('scenario')}, "
                          f"not {args.preset} / {args.scenario}")
-        report["runs"] = [r for r in earlier["runs"] if r["seed"] not in seeds and r["methods"]]
+        report["runs"] = [r for r in earlier["runs"] if r["methods"] and (args.update or r["seed"] not in seeds)]
         report["command"] = f"{earlier['command']} ; then {report['command']}"
         report["started"] = f"{earlier['started']} ; then {report['started']}"
 
@@ -116,7 +123,26 @@ def main(argv=None) -> int:
         runs = report["runs"] + ([partial] if partial is not None else [])
         atomic_write_json({**report, "runs": runs, "summary": summarise([r for r in runs if r["methods"]])}, out)
 
+    if args.update:
+        by_seed = {r["seed"]: r for r in report["runs"]}
+        if not out.exists() or any(seed not in by_seed for seed in seeds):
+            parser.error(f"--update: {out} does not hold every seed of {list(seeds)}")
+        if "retrain" in methods:
+            parser.error("--update keeps the retrained reference; leave retrain out of --methods")
     for seed in seeds:
+        if args.update:
+            run = by_seed[seed]
+            result = compare(args.preset, seed=seed, methods=methods, scenario=args.scenario, data_root=args.data_root,
+                             work_dir=args.work_dir, method_overrides=overrides)
+            if result["forget_hash"] != run["forget_hash"]:
+                raise SystemExit(f"--update: seed {seed}'s request is not the one in {out} "
+                                 f"({result['forget_hash']} vs {run['forget_hash']})")
+            run["methods"].update(result["methods"])
+            add_reference_columns(run)
+            write()
+            print(f"\n## {args.preset}, {args.scenario}, seed {seed} (updated: {', '.join(methods)})\n\n{table(run)}\n",
+                  flush=True)
+            continue
         result = compare(args.preset, seed=seed, methods=methods, scenario=args.scenario,
                          data_root=args.data_root,
                          work_dir=args.work_dir, on_update=write, method_overrides=overrides)

@@ -107,7 +107,7 @@ def compare(
     from condense import get_condenser
     from unlearn import get_unlearner
 
-    preset = {**get_preset(preset_name), **(preset_overrides or {})}
+    preset = {**get_preset(preset_name, scenario), **(preset_overrides or {})}
     work = Path(work_dir) if work_dir else None
     splits = prepare_splits(preset, data_root)
     requests = forget_requests(splits, scenario, seed, frac=preset.get("forget_frac", 0.1))
@@ -170,13 +170,14 @@ def compare(
         if unlearner.requires_condensed and "condense" in result:
             row["offline_seconds"] = result["condense"]["offline_seconds"]
         result["methods"][name] = row
-        _add_reference_columns(result)
+        add_reference_columns(result)
         if on_update:
             on_update(result)
     return result
 
 
-def _add_reference_columns(result: Dict[str, Any]) -> None:
+def add_reference_columns(result: Dict[str, Any]) -> None:
+    """Each method's gaps to ``retrain`` and its RTE (retraining time / its online time), when retrain ran."""
     ref = result["methods"].get("retrain")
     if ref is None:
         return

@@ -45,20 +45,29 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def tuned_settings(name: str) -> Dict[str, Dict[str, Any]]:
-    """Per-method settings shipped for a preset (``dcu/tuned/<preset>.json``), each with where it came from."""
+def tuned_settings(name: str, scenario: str = "random") -> Dict[str, Dict[str, Any]]:
+    """Per-method settings shipped for a preset (``dcu/tuned/<preset>.json``), each with where it came from.
+
+    An entry's ``scenarios`` may hold other settings for one scenario (``"class"``: a whole class forgotten);
+    they replace the entry's own for that scenario.
+    """
     path = TUNED / f"{name}.json"
     if not path.exists():
         return {}
-    return {method: entry["settings"] for method, entry in json.loads(path.read_text())["methods"].items()}
+    out = {}
+    for method, entry in json.loads(path.read_text())["methods"].items():
+        other = entry.get("scenarios", {}).get(scenario)
+        out[method] = other["settings"] if other is not None else entry["settings"]
+    return out
 
 
-def get_preset(name: str) -> Dict[str, Any]:
-    """The preset as data, with its shipped per-method settings under ``unlearn`` (the preset's own win)."""
+def get_preset(name: str, scenario: str = "random") -> Dict[str, Any]:
+    """The preset as data, with its shipped per-method settings for ``scenario`` under ``unlearn`` (the preset's
+    own win)."""
     if name not in PRESETS:
         raise ValueError(f"Unknown preset '{name}'. Valid values are: {', '.join(sorted(PRESETS))}.")
     preset = copy.deepcopy(PRESETS[name])
-    preset["unlearn"] = {**tuned_settings(name), **preset.get("unlearn", {})}
+    preset["unlearn"] = {**tuned_settings(name, scenario), **preset.get("unlearn", {})}
     return preset
 
 

@@ -75,6 +75,12 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     clash = subprocess.run(base + ["--seeds", "1", "--append", "--scenario", "class"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
     assert clash.returncode != 0 and "holds smoke / random" in clash.stderr   # never mixes scenarios
+    retrain_rows = [r["methods"]["retrain"] for r in result["runs"]]
+    subprocess.run([*base[:5], "finetune", *base[6:], "--seeds", "2", "--update"], check=True, timeout=600, cwd=tmp_path)
+    updated = json.loads(out.read_text())
+    assert [list(r["methods"]) for r in updated["runs"]] == [["retrain", "gradient_ascent", "finetune"]] * 2
+    assert [r["methods"]["retrain"] for r in updated["runs"]] == retrain_rows   # the reference is kept
+    assert all("gap" in r["methods"]["finetune"] and "rte" in r["methods"]["finetune"] for r in updated["runs"])
 
 
 def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
@@ -129,3 +135,10 @@ def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path)
     assert shipped["note"] == "kept" and shipped["methods"]["finetune"]["settings"] == {"epochs": 1}
     entry = shipped["methods"]["gradient_ascent"]
     assert entry["settings"] == search["best"]["settings"] and "tune-smoke-gradient_ascent.json" in entry["source"]
+    # a class-wise search adds settings for that scenario and keeps the random request's
+    subprocess.run(base + ["--trials", "2", "--scenario", "class", "--write-defaults"], check=True, timeout=600, cwd=tmp_path)
+    class_search = json.loads((tmp_path / "tune-smoke-gradient_ascent-class.json").read_text())
+    assert class_search["scenario"] == "class"
+    entry = json.loads((tuned / "smoke.json").read_text())["methods"]["gradient_ascent"]
+    assert entry["settings"] == search["best"]["settings"]
+    assert entry["scenarios"]["class"]["settings"] == class_search["best"]["settings"]

@@ -32,3 +32,12 @@ def test_forget_requests_are_disjoint_and_reproducible(digits):
     assert len(torch.unique(joined)) == len(joined) and torch.isin(joined, digits.train.ids).all()
     with pytest.raises(ValueError, match="Valid values are: random, class, sequential"):
         forget_requests(digits, "everything", 0)
+
+
+def test_shipped_settings_follow_the_scenario():
+    from dcu.presets import get_preset
+
+    random_ssd = get_preset("cifar10-cpu-sub")["unlearn"]["ssd"]
+    class_ssd = get_preset("cifar10-cpu-sub", "class")["unlearn"]["ssd"]
+    assert class_ssd != random_ssd and class_ssd["alpha"] < 10   # below |D| / |D_f| for one class of ten
+    assert get_preset("cifar10-cpu-sub", "sequential")["unlearn"]["ssd"] == random_ssd   # no entry: the default

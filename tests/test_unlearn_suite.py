@@ -174,3 +174,36 @@ def test_tmu_forgets_a_class_left_without_retain_samples(conv_setup):
     assert unlearner.stats["forgotten_fraction"] == 1.0
     assert accuracy(model, forget) < 0.5 < accuracy(original, forget)
     assert accuracy(model, retain) > accuracy(original, retain) - 0.3
+
+
+@pytest.fixture(scope="module")
+def class_request(conv_setup):
+    splits, original, _, _ = conv_setup
+    forget_ids = splits.train.ids[splits.train.labels == 3]
+    return splits.train.subset(forget_ids), splits.train.without(forget_ids)
+
+
+@pytest.mark.parametrize("name, settings", [("fisher", {"alpha": 1e-3}), ("ssd", {"alpha": 5.0, "dampening": 0.5})])
+def test_methods_without_training_forget_a_whole_class(conv_setup, class_request, name, settings):
+    """Fisher's class rows and SSD with α below |D|/|D_f| (the most a per-sample importance ratio can reach)
+    take a whole class away and keep the others."""
+    splits, original, _, _ = conv_setup
+    forget, retain = class_request
+    assert accuracy(original, forget) > 0.95
+    model = unlearn.get_unlearner(name, **settings).unlearn(original, retain, forget)
+    assert accuracy(model, forget) < 0.2, accuracy(model, forget)
+    assert accuracy(model, retain) > accuracy(original, retain) - 0.15
+
+
+def test_ssd_selects_nothing_above_the_data_to_forget_ratio(conv_setup, class_request):
+    """I_f / I_d <= |D| / |D_f| (≈ 10 for a tenth of the data), so the paper's α = 10 dampens (almost) nothing
+    on such a request: why the presets ship a smaller α."""
+    _, original, _, _ = conv_setup
+    forget, retain = class_request
+    bound = (len(forget) + len(retain)) / len(forget)
+    unlearner = unlearn.get_unlearner("ssd", alpha=1.01 * bound, max_samples=None)
+    unlearner.unlearn(original, retain, forget)
+    assert unlearner.stats["dampened_weights"] == 0
+    unlearner = unlearn.get_unlearner("ssd", alpha=0.5 * bound, max_samples=None)
+    unlearner.unlearn(original, retain, forget)
+    assert unlearner.stats["dampened_weights"] > 0

@@ -2,7 +2,7 @@
 per-sample gradients and the diagonal Fisher. Each method module keeps only what is its own."""
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -15,6 +15,12 @@ from dcu.train import TrainConfig, augment_batch
 
 def num_classes(model: nn.Module) -> int:
     return int(model.arch_args.get("num_classes", 10))
+
+
+def forgotten_classes(retain: ImageSet, forget: ImageSet) -> List[int]:
+    """The classes a request removes entirely: present in ``forget``, absent from ``retain`` (a class-wise request)."""
+    kept = set(retain.labels.tolist())
+    return sorted(set(forget.labels.tolist()) - kept)
 
 
 def batches(data: ImageSet, batch_size: int, *, seed: int = 0, augment: Optional[TrainConfig] = None

@@ -1,7 +1,10 @@
 """Fisher forgetting (Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020; the ``fisher``
 baseline of xcadet/deepunlearn): add Gaussian noise to every weight, scaled by ``F^{-1/4}`` where ``F`` is the
 diagonal Fisher of the retain set, so weights the retain set does not need are scrambled and those it needs
-barely move. The scale is capped at ``max_std``."""
+barely move. The scale is capped at ``max_std``. When a request removes whole classes, the classifier rows of
+those classes are replaced by small noise around zero (mean 0, variance 1e-3), as the reference's class
+forgetting does (``get_mean_var``: ``mu[class_to_forget] = 0``, ``var = 1e-4``, ×10 for the last layer);
+without it the noise alone cannot take a class away without taking the others with it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +13,7 @@ from typing import Optional
 import torch
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
-from .common import fisher_diagonal
+from .common import fisher_diagonal, forgotten_classes
 
 
 @dataclass
@@ -18,6 +21,7 @@ class FisherConfig(UnlearnConfig):
     alpha: float = 1e-3           # noise scale: std = alpha · F^(-1/4)
     max_std: float = 0.05
     max_samples: Optional[int] = 2000
+    class_row_std: float = 1e-3 ** 0.5   # a forgotten class's classifier row: N(0, this²)
 
 
 @register_unlearner
@@ -34,4 +38,9 @@ class Fisher(Unlearner):
             for name, p in model.named_parameters():
                 std = (self.cfg.alpha * importance[name].clamp_min(1e-30).pow(-0.25)).clamp(max=self.cfg.max_std)
                 p.add_(std * torch.randn(p.shape, generator=generator))
+            classes = forgotten_classes(retain, forget)
+            if classes:
+                for p in model.classifier.parameters():
+                    p[classes] = self.cfg.class_row_std * torch.randn(p[classes].shape, generator=generator)
+        self.stats["forgotten_classes"] = classes
         return model
