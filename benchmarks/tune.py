@@ -74,9 +74,12 @@ def main(argv=None) -> int:
     parser.add_argument("--write-defaults", action="store_true",
                         help="ship each chosen setting in dcu/tuned/<preset>.json")
     parser.add_argument("--tuned-dir", default=str(TUNED), help=argparse.SUPPRESS)   # tests write elsewhere
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     set_quiet(args.quiet)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     forget_ids = torch.sort(torch.cat(forget_requests(splits, args.scenario, args.seed,

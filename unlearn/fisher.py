@@ -1,9 +1,10 @@
 """Fisher forgetting (Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020; the ``fisher``
 baseline of xcadet/deepunlearn): add Gaussian noise to every weight, scaled by ``F^{-1/4}`` where ``F`` is the
 diagonal Fisher of the retain set, so weights the retain set does not need are scrambled and those it needs
-barely move. The scale is capped at ``max_std``. When a request removes whole classes, the classifier rows of
-those classes are replaced by small noise around zero (mean 0, variance 1e-3), as the reference's class
-forgetting does (``get_mean_var``: ``mu[class_to_forget] = 0``, ``var = 1e-4``, ×10 for the last layer);
+barely move (the paper's optimal scale; deepunlearn's ``fisher_new`` uses ``sqrt(α/F)``, i.e. ``F^{-1/2}``).
+The scale is capped at ``max_std``. When a request removes whole classes, the classifier rows of
+those classes are replaced by small noise around zero (mean 0, variance 1e-3), as Golatkar et al.'s class
+forgetting code does (``get_mean_var``: ``mu[class_to_forget] = 0``, ``var = 1e-4``, ×10 for the last layer);
 without it the noise alone cannot take a class away without taking the others with it."""
 from __future__ import annotations
 
