@@ -2,7 +2,7 @@
 per-sample gradients and the diagonal Fisher. Each method module keeps only what is its own."""
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -17,10 +17,10 @@ def num_classes(model: nn.Module) -> int:
     return int(model.arch_args.get("num_classes", 10))
 
 
-def forgotten_classes(retain: ImageSet, forget: ImageSet) -> List[int]:
-    """The classes a request removes entirely: present in ``forget``, absent from ``retain`` (a class-wise request)."""
-    kept = set(retain.labels.tolist())
-    return sorted(set(forget.labels.tolist()) - kept)
+def classes_without_retain(retain: ImageSet, classes: int) -> torch.Tensor:
+    """Mask over ``classes``: the classes with no retain sample left, which a retrained model cannot predict
+    (a class-wise request removes them)."""
+    return torch.bincount(retain.labels, minlength=classes) == 0
 
 
 def batches(data: ImageSet, batch_size: int, *, seed: int = 0, augment: Optional[TrainConfig] = None

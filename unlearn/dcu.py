@@ -41,6 +41,7 @@ from dcu.models import split_model
 from dcu.train import TrainConfig, augment_batch, model_device, on_device, predict, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
+from .common import classes_without_retain
 
 
 @dataclass
@@ -110,7 +111,7 @@ class DCU(Unlearner):
         cfg = self.cfg
         synthetic = self.retain_data(retain, forget, condensed)
         num_classes = model.arch_args.get("num_classes") or int(max(retain.labels.max(), forget.labels.max())) + 1
-        absent = torch.bincount(retain.labels, minlength=num_classes) == 0
+        absent = classes_without_retain(retain, num_classes)
         whole_class = absent[forget.labels]
         self.stats["forget_trained"] = int((~whole_class).sum())
         if whole_class.all():

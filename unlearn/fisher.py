@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
-from .common import fisher_diagonal, forgotten_classes
+from .common import classes_without_retain, fisher_diagonal, num_classes
 
 
 @dataclass
@@ -39,7 +39,8 @@ class Fisher(Unlearner):
             for name, p in model.named_parameters():
                 std = (self.cfg.alpha * importance[name].clamp_min(1e-30).pow(-0.25)).clamp(max=self.cfg.max_std)
                 p.add_(std * torch.randn(p.shape, generator=generator))
-            classes = forgotten_classes(retain, forget)
+            absent = classes_without_retain(retain, num_classes(model))
+            classes = sorted(set(forget.labels[absent[forget.labels]].tolist()))
             if classes:
                 for p in model.classifier.parameters():
                     p[classes] = self.cfg.class_row_std * torch.randn(p[classes].shape, generator=generator)

@@ -25,7 +25,7 @@ from dcu.data import ImageSet
 from dcu.train import predict, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
-from .common import batches, joined
+from .common import batches, classes_without_retain, joined
 
 
 @dataclass
@@ -76,7 +76,7 @@ class TMU(Unlearner):
             p_wrong = predictor.predict_proba(sample_features(model, forget).numpy())[:, 1]
             forget_wrong = torch.as_tensor(p_wrong > c.threshold)
         # a class with no retain sample left cannot be predicted by the retrained model: all of it is forgotten
-        absent = torch.bincount(retain_data.labels, minlength=int(forget.labels.max()) + 1) == 0
+        absent = classes_without_retain(retain_data, int(forget.labels.max()) + 1)
         forget_wrong = forget_wrong | absent[forget.labels]
         self.stats["forgotten_fraction"] = float(forget_wrong.float().mean())
         targets = torch.where(forget_wrong, runner_up(model, forget), forget.labels)
