@@ -50,10 +50,10 @@ def write_defaults(preset: str, method: str, result: dict, source: Path, tuned_d
     earlier = data["methods"].get(method, {})
     if scenario == "random":
         data["methods"][method] = {**entry, **{k: v for k, v in earlier.items() if k == "scenarios"}}
-    elif not earlier:
-        raise ValueError(f"{path} has no '{method}' entry to add '{scenario}' settings to; tune the random scenario first.")
-    else:
+    else:   # a method never tuned on the random request keeps its own defaults there
+        earlier = earlier or {"settings": {}, "source": "the method's own defaults"}
         earlier.setdefault("scenarios", {})[scenario] = entry
+        data["methods"][method] = earlier
     atomic_write_json(data, path)
 
 

@@ -142,3 +142,8 @@ def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path)
     entry = json.loads((tuned / "smoke.json").read_text())["methods"]["gradient_ascent"]
     assert entry["settings"] == search["best"]["settings"]
     assert entry["scenarios"]["class"]["settings"] == class_search["best"]["settings"]
+    # a method with no random-request entry gets one holding its own defaults beside the class settings
+    subprocess.run(base[:5] + ["influence"] + base[6:] + ["--trials", "1", "--scenario", "class", "--write-defaults"],
+                   check=True, timeout=600, cwd=tmp_path)
+    entry = json.loads((tuned / "smoke.json").read_text())["methods"]["influence"]
+    assert entry["settings"] == {} and "alpha" in entry["scenarios"]["class"]["settings"]
