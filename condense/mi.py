@@ -60,7 +60,9 @@ class ModelInversion(FastDistributionMatching):
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         _, channels, size, _ = mean_images.shape
-        inverter = Inverter(codes.shape[1], channels, size, cfg.inverter_width)
+        inverter = Inverter(codes.shape[1], channels, size, cfg.inverter_width).to(self.device)
+        extractor = extractor.to(self.device)
+        codes, labels, mean_images = codes.to(self.device), labels.to(self.device), mean_images.to(self.device)
         optimizer = torch.optim.Adam(inverter.parameters(), lr=cfg.inverter_lr)
         scale = codes.norm(dim=1, keepdim=True).mean().clamp(min=1e-8)
         self.history = []
@@ -74,7 +76,7 @@ class ModelInversion(FastDistributionMatching):
             self.history.append(loss.item())
             bar.set_postfix(loss=f"{loss.item():.3f}")
         with torch.no_grad():
-            return inverter(codes / scale)
+            return inverter(codes / scale).cpu()
 
     def build(self, train, num_classes, model):
         cset = super().build(train, num_classes, model)   # buckets, feature sums and the extractor

@@ -6,6 +6,7 @@ This module sits at the top layer (like the CLI): it looks methods up by name in
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ from .forget import random_ids
 from .io import ids_hash
 from .models import create_model
 from .presets import get_preset
-from .train import TrainConfig, train
+from .train import TrainConfig, model_device, train
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,19 @@ def preset_original(name: str, data_root: Optional[str], seed: int, work_dir: st
     return (preset, splits, *train_original(splits, preset, seed, cache))
 
 
-def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cache: Optional[Path] = None):
-    """Train (or load from ``cache``) the original model of a preset and seed; returns (model, meta)."""
+def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cache: Optional[Path] = None,
+                   device: torch.device | str = "cpu"):
+    """Train (or load from ``cache``) the original model of a preset and seed on ``device``; returns (model, meta)."""
     if cache is not None and cache.exists():
         model, meta = load_checkpoint(cache, splits)
         if (meta.get("train_ids_hash") == ids_hash(splits.train.ids) and meta.get("seed") == seed
                 and meta.get("arch") == preset["model"] and meta.get("train_config", {}).get("epochs") == preset["train"]["epochs"]):
             log.info("Reusing the original model in %s.", cache)
-            return model, meta
+            return model.to(device), meta
     torch.manual_seed(seed)
     c, h, _ = splits.input_shape
     model = create_model(preset["model"], in_channels=c, num_classes=splits.num_classes, image_size=h,
-                         **preset.get("model_args", {}))
+                         **preset.get("model_args", {})).to(device)
     cfg = TrainConfig(**{**preset["train"], "seed": seed})
     start = time.perf_counter()
     train(model, splits.train, cfg, desc="original")
@@ -96,8 +98,12 @@ def compare(
     on_update: Optional[Callable[[Dict[str, Any]], None]] = None,
     method_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
     preset_overrides: Optional[Dict[str, Any]] = None,
+    device: torch.device | str = "cpu",
 ) -> Dict[str, Any]:
     """Run one preset, seed and scenario: the original, the condensed set, then every method, all evaluated.
+
+    On a GPU ``device`` the original, the condensation and every method that keeps its tensors on the
+    model's device (``runs_on_gpu``) run there; any other method runs on a CPU copy (its row says which).
 
     In the ``sequential`` scenario each request is applied to the previous request's model (and refreshed
     condensed set); ``retrain`` trains once on what remains after the last. In the ``class`` scenario the
@@ -133,7 +139,7 @@ def compare(
         return row
 
     cache = work / f"original-{preset_name}-{preset['model']}-seed{seed}.pt" if work else None
-    original, meta = train_original(splits, preset, seed, cache)
+    original, meta = train_original(splits, preset, seed, cache, device)
     result["original"] = {**metrics(original), "train_seconds": meta["times"]["online_seconds"]}
     if on_update:
         on_update(result)
@@ -142,7 +148,7 @@ def compare(
     if any(get_unlearner(m).requires_condensed for m in methods):
         cond_cfg = dict(preset["condense"])
         method = cond_cfg.pop("method")
-        condensed = get_condenser(method, seed=seed, **cond_cfg).condense(splits, original, meta.get("hash", ""))
+        condensed = get_condenser(method, seed=seed, **cond_cfg).to(device).condense(splits, original, meta.get("hash", ""))
         result["condense"] = {"method": method, **cond_cfg, "images": len(condensed),
                               "offline_seconds": condensed.timings["condense_seconds"]}
 
@@ -151,6 +157,9 @@ def compare(
     for name in methods:
         settings = {**preset.get("unlearn", {}).get(name, {}), **overrides.get(name, {})}
         model, cset, seconds, stats = original, condensed, [], []
+        on_gpu = get_unlearner(name).runs_on_gpu or torch.device(device).type == "cpu"
+        if not on_gpu:
+            model = copy.deepcopy(original).cpu()
         chain = [forget_ids] if name == "retrain" else requests
         forgotten = torch.empty(0, dtype=torch.long)
         for request in chain:
@@ -167,6 +176,7 @@ def compare(
         row["online_seconds_total"] = sum(seconds)
         row["stats"] = stats if len(stats) > 1 else stats[0]
         row["config"] = unlearner.config_dict()
+        row["device"] = str(model_device(model))
         if unlearner.requires_condensed and "condense" in result:
             row["offline_seconds"] = result["condense"]["offline_seconds"]
         result["methods"][name] = row

@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     args = parser(__doc__, "runs/examples/class_forgetting").parse_args(argv)
     out = start(args)
     result = compare(args.preset, seed=args.seed, methods=args.methods.split(","), scenario="class",
-                     data_root=args.data_root, work_dir=out)
+                     data_root=args.data_root, work_dir=out, device=args.device)
     lines = [f"| {m} | {100 * r['test_forget_class_acc']:.1f} |" for m, r in result["methods"].items()]
     text = (f"## {args.preset}, class 0 forgotten, seed {args.seed}\n\n{table(result)}\n\n"
             "| method | test acc on the forgotten class |\n|---|---:|\n" + "\n".join(lines))

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Dict
 
+from dcu.device import resolve_device
 from dcu.io import atomic_write_json
 from dcu.plots import comparison_bars
 from dcu.progress import set_quiet
@@ -17,12 +18,15 @@ def parser(doc: str, out_dir: str, methods: str = "retrain,finetune,dcu") -> arg
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-root", default=None)
     p.add_argument("--out-dir", default=out_dir)
+    p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true")
     return p
 
 
 def start(args) -> Path:
+    """Silence the progress bars if asked, resolve ``args.device`` and make the output folder."""
     set_quiet(args.quiet)
+    args.device = resolve_device(args.device)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return out

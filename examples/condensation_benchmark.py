@@ -29,13 +29,15 @@ def main(argv=None) -> int:
     out = start(args)
     preset = get_preset(args.preset)
     splits = prepare_splits(preset, args.data_root)
-    original, meta = train_original(splits, preset, args.seed, out / f"original-{args.preset}-seed{args.seed}.pt")
+    original, meta = train_original(splits, preset, args.seed, out / f"original-{args.preset}-seed{args.seed}.pt",
+                                     args.device)
     overrides = method_settings(args.set)
     rows = {}
     for method in args.methods.split(","):
-        cset = get_condenser(method, ipc=args.ipc, seed=args.seed, **overrides.get(method, {})).condense(
+        cset = get_condenser(method, ipc=args.ipc, seed=args.seed, **overrides.get(method, {})).to(args.device).condense(
             splits, original, meta["hash"])
-        evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed)
+        evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed,
+                                        device=args.device)
         rows[method] = {"condense_seconds": cset.timings["condense_seconds"], "images": len(cset), **evaluation}
     head = "| method | images | condense s | test acc % (mean ± std) | protocol |\n|---|---:|---:|---:|---|"
     lines = [f"| {m} | {r['images']} | {r['condense_seconds']:.1f} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "

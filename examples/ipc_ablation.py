@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     runs, retrain = {}, None
     for i, ipc in enumerate(int(x) for x in args.ipcs.split(",")):
         methods = (["retrain"] if i == 0 else []) + args.methods.split(",")
-        result = compare(args.preset, seed=args.seed, methods=methods, data_root=args.data_root, work_dir=out,
+        result = compare(args.preset, seed=args.seed, methods=methods, data_root=args.data_root, work_dir=out, device=args.device,
                          preset_overrides={"condense": {"method": "fdm", "ipc": ipc}})
         retrain = retrain or result["methods"]["retrain"]
         runs[ipc] = {"condense": result["condense"], **{m: result["methods"][m] for m in args.methods.split(",")}}

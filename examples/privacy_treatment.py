@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     args = parser(__doc__, "runs/examples/privacy_treatment").parse_args(argv)
     out = start(args)
     result = compare(args.preset, seed=args.seed, methods=args.methods.split(","), data_root=args.data_root,
-                     work_dir=out, attacks=ATTACKS)
+                     work_dir=out, device=args.device, attacks=ATTACKS)
     rows = {"before (original)": result["original"], **{f"after {m}": r for m, r in result["methods"].items()}}
     head = ("| model | loss_lr acc | loss_lr AUC | MIA-Efficacy (svc) | entropy: forget predicted member |\n"
             "|---|---:|---:|---:|---:|")

@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     results, text = {}, []
     for arch in args.models.split(","):
         result = compare(args.preset, seed=args.seed, methods=args.methods.split(","), data_root=args.data_root,
-                         work_dir=out, preset_overrides={"model": arch, "model_args": {}})
+                         work_dir=out, device=args.device, preset_overrides={"model": arch, "model_args": {}})
         results[arch] = result
         text.append(f"## {args.preset}, {arch}, random {result['split_sizes']['forget']} of "
                     f"{result['split_sizes']['train']}, seed {args.seed}\n\n{table(result)}\n")

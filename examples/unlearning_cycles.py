@@ -29,11 +29,13 @@ def main(argv=None) -> int:
     out = start(args)
     preset = get_preset(args.preset)
     splits = prepare_splits(preset, args.data_root)
-    original, meta = train_original(splits, preset, args.seed, out / f"original-{args.preset}-seed{args.seed}.pt")
+    original, meta = train_original(splits, preset, args.seed, out / f"original-{args.preset}-seed{args.seed}.pt",
+                                     args.device)
     requests = forget_requests(splits, "sequential", args.seed, requests=args.cycles, request_frac=args.request_frac)
     cfg = TrainConfig(**meta["train_config"])
     settings = dict(preset["condense"])
-    condensed = get_condenser(settings.pop("method"), seed=args.seed, **settings).condense(splits, original, meta["hash"])
+    condensed = get_condenser(settings.pop("method"), seed=args.seed, **settings).to(args.device).condense(
+        splits, original, meta["hash"])
     methods = ["retrain"] + args.methods.split(",")
     rows = {m: [] for m in methods}
     state = {m: (original, condensed) for m in methods}
