@@ -51,7 +51,8 @@ def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cac
     if cache is not None and cache.exists():
         model, meta = load_checkpoint(cache, splits)
         if (meta.get("train_ids_hash") == ids_hash(splits.train.ids) and meta.get("seed") == seed
-                and meta.get("arch") == preset["model"] and meta.get("train_config", {}).get("epochs") == preset["train"]["epochs"]):
+                and meta.get("arch") == preset["model"] and meta.get("train_config", {}).get("epochs") == preset["train"]["epochs"]
+                and all(meta.get("arch_args", {}).get(k) == v for k, v in preset.get("model_args", {}).items())):
             log.info("Reusing the original model in %s.", cache)
             return model.to(device), meta
     torch.manual_seed(seed)

@@ -202,7 +202,7 @@ def train(
             if world > 1:   # each process takes every world-th sample of the same global batch
                 share = len(idx[rank::world]) * world / len(idx)
                 x, y, idx = x[rank::world], y[rank::world], idx[rank::world]
-            if cuda:
+            if cuda and x.dim() == 4:   # feature vectors (a head trained alone) have no channels
                 x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
             if micro is not None and len(x) > micro:

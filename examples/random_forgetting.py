@@ -11,6 +11,7 @@ import sys
 
 from common import accuracy_bars, finish, parser, start
 from dcu.pipeline import compare, table
+from dcu.presets import get_preset
 
 
 def main(argv=None) -> int:
@@ -19,9 +20,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = start(args)
     results, text = {}, []
+    preset = get_preset(args.preset)
     for arch in args.models.split(","):
+        # the preset's own model keeps its settings (e.g. ConvNet width); any other runs with its defaults
+        model_args = preset.get("model_args", {}) if arch == preset["model"] else {}
         result = compare(args.preset, seed=args.seed, methods=args.methods.split(","), data_root=args.data_root,
-                         work_dir=out, device=args.device, preset_overrides={"model": arch, "model_args": {}})
+                         work_dir=out, device=args.device, preset_overrides={"model": arch, "model_args": model_args})
         results[arch] = result
         text.append(f"## {args.preset}, {arch}, random {result['split_sizes']['forget']} of "
                     f"{result['split_sizes']['train']}, seed {args.seed}\n\n{table(result)}\n")

@@ -41,3 +41,17 @@ def test_shipped_settings_follow_the_scenario():
     class_ssd = get_preset("cifar10-cpu-sub", "class")["unlearn"]["ssd"]
     assert class_ssd != random_ssd and class_ssd["alpha"] < 10   # below |D| / |D_f| for one class of ten
     assert get_preset("cifar10-cpu-sub", "sequential")["unlearn"]["ssd"] == random_ssd   # no entry: the default
+
+
+def test_a_cached_original_is_reused_only_for_the_same_model_settings(digits, tmp_path):
+    from dcu.pipeline import train_original
+    from dcu.presets import get_preset
+
+    preset = {**get_preset("smoke"), "train": {**get_preset("smoke")["train"], "epochs": 1}}
+    cache = tmp_path / "original.pt"
+    train_original(digits, {**preset, "model_args": {"hidden": [32]}}, 0, cache)
+    stamp = cache.stat().st_mtime_ns
+    train_original(digits, {**preset, "model_args": {"hidden": [32]}}, 0, cache)
+    assert cache.stat().st_mtime_ns == stamp            # reused, not retrained
+    wider, meta = train_original(digits, {**preset, "model_args": {"hidden": [48]}}, 0, cache)
+    assert list(meta["arch_args"]["hidden"]) == [48] and wider.feature_dim == 48
