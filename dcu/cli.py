@@ -426,7 +426,7 @@ def cmd_tune(args) -> int:
         resume = json.loads(out.read_text())
     result = tune(args.method, model, splits, forget_ids, train_config=TrainConfig(**meta["train_config"]),
                   trials=args.trials, seed=args.seed, fixed=_settings(args.set), reference=reference,
-                  condensed=condensed, resume=resume, on_trial=write)
+                  condensed=condensed, resume=resume, on_trial=write, forget_bound=args.forget_bound)
     atomic_write_json({**result, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": True}, out)
     log.info("Tuned '%s' over %d trials: %s (objective sum %.4f) -> %s", args.method, args.trials,
              result["best"]["settings"], result["best"]["sum"], out)
@@ -627,6 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="tune.json (rewritten after every trial)")
     p.add_argument("--resume", action="store_true", help="continue the stopped search recorded in --out")
+    p.add_argument("--forget-bound", type=float, default=None,
+                   help="choose the trial closest to retrain on retain + validation among those whose forget gap is "
+                        "at most this (e.g. 0.02 for a whole class); default: the smallest sum of objectives")
     p.set_defaults(func=cmd_tune)
 
     p = command("history", "Print the chain of forget requests from the original to a model.")

@@ -74,3 +74,22 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_result(digits, mlp):
     assert resumed["best"] == whole["best"] and resumed["pareto"] == whole["pareto"]
     with pytest.raises(Exception, match="other settings"):
         tune("finetune", mlp, digits, forget_ids, trials=4, resume={**partial, "seed": 5}, **kwargs)
+
+
+def test_a_forget_bound_puts_forgetting_first():
+    from dcu.tune import choose
+
+    def trial(number, retain, forget, val, one_minus_ind):
+        return {"number": number, "settings": {"lr": number}, "objectives": {
+            "retain_gap": retain, "forget_gap": forget, "val_gap": val, "one_minus_indiscernibility": one_minus_ind}}
+
+    # a class-wise search: the settings that keep the class look best by the sum (the attack cannot tell
+    # a forgotten class from a kept one as the retrained model does)
+    result = {"method": "m", "pareto": [0, 1, 2, 3], "trials": [
+        trial(0, 0.01, 0.60, 0.01, 0.10), trial(1, 0.08, 0.01, 0.05, 0.98),
+        trial(2, 0.03, 0.005, 0.02, 0.99), trial(3, 0.01, 0.03, 0.01, 0.97), trial(4, 0.0, 0.0, 0.0, 0.0)]}
+    assert choose(result)["number"] == 0
+    bounded = choose(result, forget_bound=0.02)
+    assert bounded["number"] == 2 and bounded["bound_met"] and "forget gap <= 0.02" in bounded["rule"]
+    none_within = choose(result, forget_bound=0.001)   # trial 4 is not on the front: never chosen
+    assert none_within["number"] == 2 and not none_within["bound_met"]
