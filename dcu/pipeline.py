@@ -52,7 +52,7 @@ def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cac
         model, meta = load_checkpoint(cache, splits)
         if (meta.get("train_ids_hash") == ids_hash(splits.train.ids) and meta.get("seed") == seed
                 and meta.get("arch") == preset["model"] and meta.get("train_config", {}).get("epochs") == preset["train"]["epochs"]
-                and all(meta.get("arch_args", {}).get(k) == v for k, v in preset.get("model_args", {}).items())):
+                and _model_settings(meta.get("arch_args", {})) == preset.get("model_args", {})):
             log.info("Reusing the original model in %s.", cache)
             return model.to(device), meta
     torch.manual_seed(seed)
@@ -68,6 +68,11 @@ def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cac
     if cache is not None:
         meta["hash"] = save_checkpoint(cache, model, meta)
     return model, meta
+
+
+def _model_settings(arch_args: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint's model arguments less those the data fixes (what a preset's ``model_args`` holds)."""
+    return {k: v for k, v in arch_args.items() if k not in ("in_channels", "num_classes", "image_size")}
 
 
 SCENARIOS = ("random", "class", "sequential")

@@ -55,3 +55,5 @@ def test_a_cached_original_is_reused_only_for_the_same_model_settings(digits, tm
     assert cache.stat().st_mtime_ns == stamp            # reused, not retrained
     wider, meta = train_original(digits, {**preset, "model_args": {"hidden": [48]}}, 0, cache)
     assert list(meta["arch_args"]["hidden"]) == [48] and wider.feature_dim == 48
+    default, meta = train_original(digits, {**preset, "model_args": {}}, 0, cache)   # the model's own defaults
+    assert "hidden" not in meta["arch_args"] and default.feature_dim == 128
