@@ -36,13 +36,14 @@ def prepare_splits(preset: Dict[str, Any], data_root: Optional[str] = None) -> D
     return splits.holdout(preset.get("val_frac", 0.1), seed=0)
 
 
-def preset_original(name: str, data_root: Optional[str], seed: int, work_dir: str | Path):
+def preset_original(name: str, data_root: Optional[str], seed: int, work_dir: str | Path,
+                    device: torch.device | str = "cpu"):
     """A benchmark's start: ``(preset, splits, original, meta)``, the original cached in ``work_dir`` under a
     name that says its preset, model and seed."""
     preset = get_preset(name)
     splits = prepare_splits(preset, data_root)
     cache = Path(work_dir) / f"original-{name}-{preset['model']}-seed{seed}.pt"
-    return (preset, splits, *train_original(splits, preset, seed, cache))
+    return (preset, splits, *train_original(splits, preset, seed, cache, device))
 
 
 def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cache: Optional[Path] = None,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 
 from common import finish, parser, start
-from dcu.pipeline import prepare_splits, train_original
+from dcu.pipeline import preset_original
 from dcu.plots import comparison_bars
-from dcu.presets import get_preset, method_settings
+from dcu.presets import method_settings
 
 
 def main(argv=None) -> int:
@@ -27,10 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE")
     args = p.parse_args(argv)
     out = start(args)
-    preset = get_preset(args.preset)
-    splits = prepare_splits(preset, args.data_root)
-    original, meta = train_original(splits, preset, args.seed, out / f"original-{args.preset}-seed{args.seed}.pt",
-                                     args.device)
+    preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, out, args.device)
     overrides = method_settings(args.set)
     rows = {}
     for method in args.methods.split(","):

@@ -12,9 +12,8 @@ import torch
 
 from common import finish, parser, start
 from dcu.evaluate import model_metrics
-from dcu.pipeline import forget_requests, prepare_splits, train_original
+from dcu.pipeline import forget_requests, preset_original
 from dcu.plots import loss_curve
-from dcu.presets import get_preset
 from dcu.train import TrainConfig
 
 
@@ -27,10 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--request-frac", type=float, default=0.02)
     args = p.parse_args(argv)
     out = start(args)
-    preset = get_preset(args.preset)
-    splits = prepare_splits(preset, args.data_root)
-    original, meta = train_original(splits, preset, args.seed, out / f"original-{args.preset}-seed{args.seed}.pt",
-                                     args.device)
+    preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, out, args.device)
     requests = forget_requests(splits, "sequential", args.seed, requests=args.cycles, request_frac=args.request_frac)
     cfg = TrainConfig(**meta["train_config"])
     settings = dict(preset["condense"])
