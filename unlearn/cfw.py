@@ -39,7 +39,7 @@ def confuse(model: nn.Module, std: float, generator: torch.Generator) -> None:
 class CFW(Unlearner):
     name = "cfw"
     Config = CFWConfig
-    search_space = {"epochs": (2, 10, "int"), "lr": (1e-4, 1e-2, "log"), "start_std": (0.01, 1.0, "log")}
+    search_space = {"epochs": (2, 10, "int"), "lr": (1e-4, 5e-2, "log"), "start_std": (0.01, 1.0, "log")}
 
     def run(self, model, retain, forget, *, condensed, val):
         c = self.cfg

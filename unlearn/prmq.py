@@ -50,7 +50,7 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 class PRMQ(Unlearner):
     name = "prmq"
     Config = PRMQConfig
-    search_space = {"epochs": (1, 8, "int"), "lr": (1e-4, 1e-2, "log"), "prune_amount": (0.5, 0.999, "linear")}
+    search_space = {"epochs": (1, 8, "int"), "lr": (1e-4, 5e-2, "log"), "prune_amount": (0.5, 0.999, "linear")}
 
     def run(self, model, retain, forget, *, condensed, val):
         data = self.retain_data(retain, forget, condensed)

@@ -36,7 +36,8 @@ def _is_norm(module_of: dict, name: str) -> bool:
 class RNI(Unlearner):
     name = "rni"
     Config = RNIConfig
-    search_space = {"epochs": (2, 10, "int"), "lr": (1e-5, 1e-2, "log"), "noise": (1e-3, 0.2, "log")}
+    search_space = {"epochs": (2, 10, "int"), "lr": (1e-5, 1e-2, "log"), "fine_lr": (1e-4, 5e-2, "log"),
+                    "noise": (1e-3, 0.2, "log")}
 
     def run(self, model, retain, forget, *, condensed, val):
         c = self.cfg
