@@ -21,7 +21,7 @@ def main(argv=None) -> int:
             "| method | test acc on the forgotten class |\n|---|---:|\n" + "\n".join(lines))
     accuracy_bars({"original": result["original"], **result["methods"]}, out / f"{args.preset}.png",
                   f"{args.preset}: class 0 forgotten")
-    finish(result, text, out, args.preset)
+    finish(result, text, out, args)
     return 0
 
 

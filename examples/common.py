@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 from typing import Dict
 
+from dcu.checkpoint import versions
 from dcu.device import resolve_device
-from dcu.io import atomic_write_json
+from dcu.evaluate import machine
+from dcu.io import atomic_write_json, atomic_write_text
 from dcu.plots import comparison_bars
 from dcu.progress import set_quiet
 
@@ -39,7 +43,12 @@ def accuracy_bars(rows: Dict[str, dict], path: Path, title: str) -> None:
     comparison_bars(bars, ["retain", "forget", "test", "MIA"], path, title=title)
 
 
-def finish(result, table_text: str, out: Path, name: str) -> None:
-    atomic_write_json(result, out / f"{name}.json")
-    (out / f"{name}.md").write_text(table_text + "\n")
+def finish(results, table_text: str, out: Path, args: argparse.Namespace) -> None:
+    """Write ``<preset>.json`` (the results with what produced them: command, preset, seed, device, machine,
+    versions) and ``<preset>.md`` (the table), and print the table."""
+    report = {"example": Path(sys.argv[0]).stem, "command": " ".join(sys.argv), "preset": args.preset,
+              "seed": args.seed, "device": str(args.device), "machine": machine(), "versions": versions(),
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}
+    atomic_write_json(report, out / f"{args.preset}.json")
+    atomic_write_text(table_text + "\n", out / f"{args.preset}.md")
     print(table_text, flush=True)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     comparison_bars({m: {"test acc": r["mean"]} for m, r in rows.items()}, ["test acc"], out / f"{args.preset}.png",
                     title=f"{args.preset}: fresh networks on {args.ipc} images per class", reference="random")
     finish(rows, f"## {args.preset}, {args.ipc} images per class, seed {args.seed}\n\n{head}\n" + "\n".join(lines),
-           out, args.preset)
+           out, args)
     return 0
 
 

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
                         "MIA": retrain["mia"]["loss_lr"]["headline"]}, **bars}
     comparison_bars(bars, ["forget", "test", "MIA"], out / f"{args.preset}.png", title=f"{args.preset}: IPC ablation")
     finish({"retrain": retrain, "runs": runs}, f"## {args.preset}, IPC ablation, seed {args.seed}\n\n{head}\n" +
-           "\n".join(lines), out, args.preset)
+           "\n".join(lines), out, args)
     return 0
 
 

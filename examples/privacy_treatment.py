@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     comparison_bars(bars, ["loss_lr", "MIA-Efficacy", "entropy"], out / f"{args.preset}.png",
                     title=f"{args.preset}: membership inference on the forget set", reference="after retrain")
     finish(result, f"## {args.preset}, random forgetting, seed {args.seed}: the forget set under attack\n\n{head}\n"
-           + "\n".join(lines), out, args.preset)
+           + "\n".join(lines), out, args)
     return 0
 
 

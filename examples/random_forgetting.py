@@ -31,7 +31,7 @@ def main(argv=None) -> int:
                     f"{result['split_sizes']['train']}, seed {args.seed}\n\n{table(result)}\n")
         accuracy_bars({"original": result["original"], **result["methods"]}, out / f"{args.preset}-{arch}.png",
                       f"{args.preset}, {arch}: random forgetting")
-    finish(results, "\n".join(text), out, args.preset)
+    finish(results, "\n".join(text), out, args)
     return 0
 
 

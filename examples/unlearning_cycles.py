@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         loss_curve([r["forget_acc"] for r in rs], out / f"{args.preset}-{m}-forget.png", ylabel="forget accuracy",
                    xlabel="cycle", title=f"{args.preset}: {m}, forget accuracy per cycle")
     finish(rows, f"## {args.preset}, {len(requests)} cycles of {args.request_frac:.0%}, seed {args.seed}\n\n{head}\n"
-           + "\n".join(lines), out, args.preset)
+           + "\n".join(lines), out, args)
     return 0
 
 

@@ -29,6 +29,8 @@ def test_example_runs_on_the_smoke_preset(name, tmp_path):
                            "--out-dir", str(tmp_path), *CASES[name]], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "|---" in done.stdout
-    assert json.loads((tmp_path / "smoke.json").read_text())
+    report = json.loads((tmp_path / "smoke.json").read_text())
+    assert (report["example"], report["preset"], report["device"]) == (name, "smoke", "cpu")
+    assert report["versions"]["torch"] and report["machine"]["cores"] >= 1 and report["results"]
     assert (tmp_path / "smoke.md").read_text().startswith("## smoke")
     assert list(tmp_path.glob("*.png"))
