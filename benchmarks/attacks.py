@@ -20,8 +20,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from dcu.checkpoint import versions  # noqa: E402
-from dcu.evaluate import machine, run_attack  # noqa: E402
+from dcu.evaluate import provenance, run_attack  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import forget_requests, preset_original  # noqa: E402
 from dcu.presets import method_settings  # noqa: E402
@@ -74,8 +73,8 @@ def main(argv=None) -> int:
     store.fill(splits)
     forget_ids = torch.sort(torch.cat(forget_requests(splits, "random", args.seed, frac=preset.get("forget_frac", 0.1)))).values
     forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
-    result = {"benchmark": "attacks", "preset": args.preset, "seed": args.seed, "machine": machine(),
-              "versions": versions(), "command": " ".join(sys.argv), "shadows": len(store.done()),
+    result = {"benchmark": "attacks", "preset": args.preset, "seed": args.seed, **provenance(),
+              "shadows": len(store.done()),
               "shadow_seconds_this_run": time.perf_counter() - started, "non_members": "held-out training images",
               "split_sizes": {"forget": len(forget), "held_out": len(splits.val)}, "models": {}}
     out = Path(args.out) if args.out else RESULTS / f"attacks-{args.preset}.json"

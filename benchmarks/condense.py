@@ -22,9 +22,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from dcu.checkpoint import versions  # noqa: E402
 from dcu.device import resolve_device  # noqa: E402
-from dcu.evaluate import machine  # noqa: E402
+from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import prepare_splits, train_original  # noqa: E402
 from dcu.presets import get_preset, method_settings  # noqa: E402
@@ -90,8 +89,7 @@ def main(argv=None) -> int:
         cache = Path(args.work_dir) / f"original-{args.preset}-{preset['model']}-seed{args.seed}.pt"
         model, meta = train_original(splits, preset, args.seed, cache)
     out = Path(args.out) if args.out else RESULTS / f"condense-{args.preset}.json"
-    result = {"benchmark": "condense", "preset": args.preset, "machine": machine(), "versions": versions(),
-              "command": " ".join(sys.argv), "device": str(device),
+    result = {"benchmark": "condense", "preset": args.preset, **provenance(), "device": str(device),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": args.seed,
               "budget_minutes": args.budget_minutes, "split_sizes": {"train": len(splits.train), "test": len(splits.test)},

@@ -24,10 +24,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from dcu.checkpoint import versions  # noqa: E402
 from dcu.data import DatasetSplits, ImageSet  # noqa: E402
 from dcu.device import resolve_device  # noqa: E402
-from dcu.evaluate import machine  # noqa: E402
+from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.models import create_model  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
@@ -134,9 +133,9 @@ def main(argv=None) -> int:
     set_quiet(args.quiet)
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else RESULTS / f"gpu-{device.type}{'-tiny' if args.tiny else ''}.json"
-    result = {"benchmark": "gpu", "device": str(device), "machine": machine(), "versions": versions(),
+    result = {"benchmark": "gpu", "device": str(device), **provenance(),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "command": " ".join(sys.argv), "tiny": args.tiny, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "tiny": args.tiny, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     images, epochs = (512, 1) if args.tiny else (20000, 2)
     parts = {
         "throughput": lambda: [throughput("convnet", device, images, 256, epochs, width=128),

@@ -19,8 +19,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from dcu.checkpoint import versions  # noqa: E402
-from dcu.evaluate import machine, model_metrics  # noqa: E402
+from dcu.evaluate import provenance, model_metrics  # noqa: E402
 from dcu.forget import random_ids  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.pipeline import prepare_splits, train_original  # noqa: E402
@@ -68,8 +67,8 @@ def main(argv=None) -> int:
     row = model_metrics(original, splits.train.without(forget_ids), splits.train.subset(forget_ids), splits.test)
     mark("evaluate (accuracies + loss_lr)", started)
     peak = max(s["peak_rss_mib"] for s in steps)
-    result = {"benchmark": "memory", "preset": args.preset, "machine": machine(), "versions": versions(),
-              "command": " ".join(sys.argv), "train_images": len(splits.train), "condensed_images": len(cset),
+    result = {"benchmark": "memory", "preset": args.preset, **provenance(),
+              "train_images": len(splits.train), "condensed_images": len(cset),
               "steps": steps, "peak_rss_mib": peak, "limit_gib": args.limit_gib,
               "within_limit": peak <= 1024 * args.limit_gib,
               "evaluation": {k: row[k] for k in ("retain_acc", "forget_acc", "test_acc")},

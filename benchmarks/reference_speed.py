@@ -24,9 +24,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from dcu.checkpoint import versions  # noqa: E402
 from dcu.device import resolve_device  # noqa: E402
-from dcu.evaluate import machine  # noqa: E402
+from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.pipeline import prepare_splits  # noqa: E402
 from dcu.presets import get_preset  # noqa: E402
@@ -115,8 +114,7 @@ def main(argv=None) -> int:
     if device.type == "cpu" and torch.cuda.is_available():
         parser.error("this machine has a GPU, which the reference always takes: pass --device cuda")
     splits = prepare_splits(get_preset(args.preset), args.data_root)
-    result = {"benchmark": "reference-speed", "preset": args.preset, "machine": machine(), "versions": versions(),
-              "command": " ".join(sys.argv), "device": str(device),
+    result = {"benchmark": "reference-speed", "preset": args.preset, **provenance(), "device": str(device),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "threads": torch.get_num_threads(), "ipc": args.ipc,
               "settings": "ConvNet-128 (depth 3, instance norm), DSA color_crop_cutout_flip_scale_rotate, real init",
               "warmup": args.warmup, "timed_iterations": args.iterations, "runs": []}

@@ -24,8 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from dcu.checkpoint import versions  # noqa: E402
-from dcu.evaluate import machine  # noqa: E402
+from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.pipeline import forget_requests, preset_original  # noqa: E402
 from dcu.presets import TUNED  # noqa: E402
@@ -108,8 +107,8 @@ def main(argv=None) -> int:
                 reference = get_unlearner("retrain", train_config=train_cfg, seed=args.seed).unlearn(original, retain,
                                                                                                        forget)
                 print(f"reference retrained in {time.perf_counter() - start:.0f} s", flush=True)
-            header = {"benchmark": "tune", "preset": args.preset, "machine": machine(), "versions": versions(),
-                      "command": " ".join(sys.argv), "scenario": args.scenario, "forget_count": len(forget_ids)}
+            header = {"benchmark": "tune", "preset": args.preset, **provenance(),
+                      "scenario": args.scenario, "forget_count": len(forget_ids)}
 
             def write(partial, finished=False):
                 atomic_write_json({**partial, **header, "finished": finished}, out)

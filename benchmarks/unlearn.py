@@ -23,8 +23,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from dcu.checkpoint import versions  # noqa: E402
-from dcu.evaluate import machine  # noqa: E402
+from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text
 from dcu.pipeline import add_reference_columns, compare, table
 from dcu.presets import method_settings
@@ -106,8 +105,7 @@ def main(argv=None) -> int:
     overrides = method_settings(args.set)
     suffix = "" if args.scenario == "random" else f"-{args.scenario}"
     out = Path(args.out) if args.out else RESULTS / f"unlearn-{args.preset}{suffix}.json"
-    report = {"benchmark": "unlearn", "preset": args.preset, "scenario": args.scenario, "machine": machine(),
-              "versions": versions(), "command": " ".join(sys.argv),
+    report = {"benchmark": "unlearn", "preset": args.preset, "scenario": args.scenario, **provenance(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "overrides": overrides, "runs": []}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.append and args.update:

@@ -5,6 +5,7 @@ Attacks are looked up by name in the ``inversion_attacks`` registry (imported he
 from __future__ import annotations
 
 import platform
+import sys
 from typing import Any, Dict, Iterable, Optional
 
 import torch
@@ -31,6 +32,13 @@ def machine() -> Dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": torch.get_num_threads(), "gpu": gpu, "device": "cuda" if gpu else "cpu",
             "platform": platform.platform()}
+
+
+def provenance() -> Dict[str, Any]:
+    """What produced a result file: the command line, the machine and the package versions."""
+    from .checkpoint import versions
+
+    return {"command": " ".join(sys.argv), "machine": machine(), "versions": versions()}
 
 
 def run_attack(name: str, model: nn.Module, retain: ImageSet, forget: ImageSet, test: ImageSet, *, seed: int = 0,

@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 from typing import Dict
 
-from dcu.checkpoint import versions
 from dcu.device import resolve_device
-from dcu.evaluate import machine
+from dcu.evaluate import provenance
 from dcu.io import atomic_write_json, atomic_write_text
 from dcu.plots import comparison_bars
 from dcu.progress import set_quiet
@@ -46,8 +45,8 @@ def accuracy_bars(rows: Dict[str, dict], path: Path, title: str) -> None:
 def finish(results, table_text: str, out: Path, args: argparse.Namespace) -> None:
     """Write ``<preset>.json`` (the results with what produced them: command, preset, seed, device, machine,
     versions) and ``<preset>.md`` (the table), and print the table."""
-    report = {"example": Path(sys.argv[0]).stem, "command": " ".join(sys.argv), "preset": args.preset,
-              "seed": args.seed, "device": str(args.device), "machine": machine(), "versions": versions(),
+    report = {"example": Path(sys.argv[0]).stem, **provenance(), "preset": args.preset,
+              "seed": args.seed, "device": str(args.device),
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "results": results}
     atomic_write_json(report, out / f"{args.preset}.json")
     atomic_write_text(table_text + "\n", out / f"{args.preset}.md")
