@@ -6,7 +6,8 @@ Writes ``benchmarks/results/unlearn-<preset>.json`` after every finished part (a
 stopped keeps what finished) and prints a markdown table per seed and the mean ± std over seeds.
 The original model of each seed is cached in ``--work-dir`` and reused by every method. ``--append`` adds
 seeds to an existing file; ``--update`` reruns only ``--methods`` on its seeds against the retrained models
-already there (e.g. after changing one method's settings).
+already there (e.g. after changing one method's settings); when the preset's config or split sizes changed
+since, the run records the earlier ones under ``updates`` (the rows not rerun ran under those).
 """
 from __future__ import annotations
 
@@ -138,6 +139,10 @@ def main(argv=None) -> int:
                 raise SystemExit(f"--update: seed {seed}'s request is not the one in {out} "
                                  f"({result['forget_hash']} vs {run['forget_hash']})")
             run["methods"].update(result["methods"])
+            changed = {k: result[k] for k in ("split_sizes", "config") if result[k] != run.get(k)}
+            if changed:  # e.g. a larger held-out split: rows not rerun here ran under "before"
+                run.setdefault("updates", []).append({"methods": methods, "before": {k: run[k] for k in changed}})
+                run.update(changed)
             add_reference_columns(run)
             write()
             print(f"\n## {args.preset}, {args.scenario}, seed {seed} (updated: {', '.join(methods)})\n\n{table(run)}\n",

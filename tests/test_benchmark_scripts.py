@@ -82,6 +82,12 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     assert [list(r["methods"]) for r in updated["runs"]] == [["retrain", "gradient_ascent", "finetune"]] * 2
     assert [r["methods"]["retrain"] for r in updated["runs"]] == retrain_rows   # the reference is kept
     assert all("gap" in r["methods"]["finetune"] and "rte" in r["methods"]["finetune"] for r in updated["runs"])
+    assert all("updates" not in r for r in updated["runs"])   # same preset: nothing to record
+    updated["runs"][0]["split_sizes"]["val"] = 1   # as if the preset's held-out split had been smaller
+    out.write_text(json.dumps(updated))
+    subprocess.run([*base[:5], "finetune", *base[6:], "--seeds", "1", "--update"], check=True, timeout=600, cwd=tmp_path)
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["updates"] == [{"methods": ["finetune"], "before": {"split_sizes": {**run["split_sizes"], "val": 1}}}]
 
 
 def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
