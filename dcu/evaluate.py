@@ -57,6 +57,10 @@ def run_attack(name: str, model: nn.Module, retain: ImageSet, forget: ImageSet, 
     if held_out is None or len(held_out) == 0:
         raise ValueError(f"Attack '{name}' scores the forget set against held-out training images; the model has "
                          "no held-out split (train it with --val-frac > 0).")
+    if shadows is not None:   # a store made with a smaller held-out split scores against the part it knows
+        from inversion_attacks.shadow import open_store
+
+        held_out = held_out.subset(held_out.ids[open_store(shadows).contains(held_out.ids)])
     return get_attack(name, seed=seed, shadows=shadows, **settings).run(model, forget, held_out, retain=retain)
 
 

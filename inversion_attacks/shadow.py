@@ -58,7 +58,8 @@ class ShadowStore:
     def create(cls, path: str | Path, splits: DatasetSplits, meta: Dict[str, Any], *, count: int = 16,
                seed: int = 0) -> "ShadowStore":
         """A new (empty) store for models like the one ``meta`` describes; reopening an existing store with
-        the same settings is allowed (that is how a stopped run or another shard continues)."""
+        the same settings is allowed (that is how a stopped run or another shard continues), also when the
+        held-out split has grown since: the pool it was made with stays the pool."""
         if count < 2:
             raise ValueError(f"A shadow store needs at least 2 models (some in, some out). Got {count}.")
         path = Path(path)
@@ -70,7 +71,12 @@ class ShadowStore:
         existing = path / MANIFEST
         if existing.exists():
             old = json.loads(existing.read_text())
-            differ = [k for k in manifest if k != "pool_ids" and old.get(k) != manifest[k]]
+            manifest = json.loads(json.dumps(manifest))   # compare as stored (tuples read back as lists)
+            differ = [k for k in manifest if k not in ("pool_ids", "pool_hash") and old.get(k) != manifest[k]]
+            old_pool = torch.tensor(old["pool_ids"], dtype=torch.long)
+            # a store made with a smaller held-out split still serves: its pool holds every training id
+            if not (torch.isin(splits.train.ids, old_pool).all() and torch.isin(old_pool, pool).all()):
+                differ.append("pool_hash")
             if differ:
                 raise ArtifactError(f"{path} holds a shadow store made with other settings ({', '.join(differ)}); "
                                     "use another folder.")
@@ -117,6 +123,11 @@ class ShadowStore:
         return trained
 
     # --- reading --------------------------------------------------------------------------------------
+    def contains(self, ids: torch.Tensor) -> torch.Tensor:
+        """Which of ``ids`` are in the pool (have shadows that trained on them and shadows that did not)."""
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        return self.pool[torch.searchsorted(self.pool, ids).clamp(max=len(self.pool) - 1)] == ids
+
     def positions(self, ids: torch.Tensor) -> torch.Tensor:
         pos = torch.searchsorted(self.pool, ids).clamp(max=len(self.pool) - 1)
         if not torch.equal(self.pool[pos], ids):
@@ -153,9 +164,9 @@ def _pool_set(splits: DatasetSplits, pool: torch.Tensor) -> ImageSet:
     ids = torch.cat([p.ids for p in parts])
     order = torch.argsort(ids)
     data = ImageSet(images[order], labels[order], ids[order])
-    if not torch.equal(data.ids, pool):
-        raise ArtifactError("The dataset's train and held-out ids do not match the shadow store's pool.")
-    return data
+    if not torch.isin(pool, data.ids).all():
+        raise ArtifactError("The shadow store's pool holds ids that are not in the dataset's train and held-out splits.")
+    return data.subset(pool)
 
 
 def open_store(path: Optional[str | Path]) -> ShadowStore:

@@ -100,6 +100,28 @@ def test_shadow_store_refuses_other_settings_and_missing_ids(shadow_setup, tmp_p
         get_attack("lira").run(original, forget, splits.val)
 
 
+def test_a_store_serves_a_larger_held_out_split_and_scores_the_part_it_knows(shadow_setup):
+    from dataclasses import replace
+
+    from conftest import SMOKE_TRAIN
+    from dcu.evaluate import run_attack
+    from inversion_attacks.shadow import ShadowStore
+
+    splits, original, _, forget, path = shadow_setup
+    meta = {"arch": original.arch, "arch_args": dict(original.arch_args),
+            "train_config": {**SMOKE_TRAIN.__dict__, "epochs": 40}}
+    new_ids = 1 + max(splits.train.ids.max(), splits.val.ids.max()) + torch.arange(20)   # ids outside the pool
+    grown = dcu.data.ImageSet(torch.cat([splits.val.images, splits.val.images[:20]]),
+                              torch.cat([splits.val.labels, splits.val.labels[:20]]), torch.cat([splits.val.ids, new_ids]))
+    ShadowStore.create(path, replace(splits, val=grown), meta, count=16)   # reopens the store, no error
+    retain = splits.train.without(forget.ids)
+    before = run_attack("lira", original, retain, forget, splits.test, held_out=splits.val, shadows=str(path))
+    after = run_attack("lira", original, retain, forget, splits.test, held_out=grown, shadows=str(path))
+    assert after.auc == before.auc and ShadowStore(path).contains(grown.ids).sum() == len(splits.val)
+    with pytest.raises(Exception, match="other settings"):   # a pool the splits no longer hold is refused
+        ShadowStore.create(path, replace(splits, val=None), meta, count=16)
+
+
 def test_ulira_sees_through_weak_unlearning_and_not_through_retraining(shadow_setup):
     splits, original, retrained, forget, path = shadow_setup
     retain = splits.train.without(forget.ids)
