@@ -73,11 +73,11 @@ def main(argv=None) -> int:
     store.fill(splits)
     forget_ids = torch.sort(torch.cat(forget_requests(splits, "random", args.seed, frac=preset.get("forget_frac", 0.1)))).values
     forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
-    held_out = splits.val.subset(splits.val.ids[store.contains(splits.val.ids)])   # the part the store's pool holds
+    held_out = int(store.contains(splits.val.ids).sum())   # attacks score against the held-out ids the pool holds
     result = {"benchmark": "attacks", "preset": args.preset, "seed": args.seed, **provenance(),
               "shadows": len(store.done()),
               "shadow_seconds_this_run": time.perf_counter() - started, "non_members": "held-out training images",
-              "split_sizes": {"forget": len(forget), "held_out": len(held_out), "val": len(splits.val)}, "models": {}}
+              "split_sizes": {"forget": len(forget), "held_out": held_out, "val": len(splits.val)}, "models": {}}
     out = Path(args.out) if args.out else RESULTS / f"attacks-{args.preset}.json"
     if args.label and out.exists():   # a variant joins the models scored before
         earlier = json.loads(out.read_text())
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     def score(name, model):
         row = {"forget_acc": accuracy(model, forget), "test_acc": accuracy(model, splits.test), "attacks": {}}
         for attack in args.attacks.split(","):
-            summary = run_attack(attack, model, retain, forget, splits.test, seed=args.seed, held_out=held_out,
+            summary = run_attack(attack, model, retain, forget, splits.test, seed=args.seed, held_out=splits.val,
                                  shadows=str(store_path)).summary()
             row["attacks"][attack] = {k: summary[k] for k in ("auc", "tpr_at_1fpr", "tpr_at_01fpr", "headline",
                                                                "balanced_accuracy")}
