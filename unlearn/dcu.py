@@ -13,8 +13,8 @@
    training images (cifar10-cpu-sub's first 1,000-image split was 2-3 points easier than the test set, and
    forget accuracy landed 2 points above retraining's; with 5,000 it lands on it). Forget samples are
    ranked by the original's margin (true logit minus the best other; memorised, atypical samples have the
-   smallest) and matched
-   quantile-to-quantile to the held-out losses, the largest margin getting the lowest loss. Each forget
+   smallest) and matched quantile-to-quantile to the held-out losses, the largest margin getting the lowest
+   loss. Each forget
    sample's target is a distribution with that loss on its label and the original's other-class
    probabilities for the rest, so samples assigned a high loss become errors towards the class the
    original found next most likely, as in a model that never saw them.
