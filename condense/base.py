@@ -96,10 +96,14 @@ class CondensedSet:
         return new
 
     # --- I/O --------------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
+    def payload(self) -> Dict[str, Any]:
+        """What the file holds: a header and every field."""
         payload = {"format": FORMAT, "format_version": FORMAT_VERSION}
         payload.update({f.name: getattr(self, f.name) for f in fields(self)})
-        atomic_save(payload, path)
+        return payload
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_save(self.payload(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CondensedSet":
@@ -153,20 +157,25 @@ class Condenser:
         self.progress_every: int = 50               # ... every this many iterations
         self.history: List[float] = []              # the matching loss per iteration, for the loss plot
         self.device = torch.device("cpu")           # where an iterative method computes (dm so far)
+        self.identity: Dict[str, Any] = {}          # what a progress file must have been made for
+        self.earlier_seconds = 0.0                  # condensation time before a resume
+        self.started = time.perf_counter()
 
     def to(self, device: str | torch.device) -> "Condenser":
         self.device = torch.device(device)
         return self
 
-    def resumable(self, path: str | os.PathLike, every: int = 50) -> "Condenser":
+    def resumable(self, path: str | os.PathLike, every: int = 50, identity: Optional[Dict[str, Any]] = None) -> "Condenser":
         """Checkpoint progress to ``path`` every ``every`` iterations and continue from it when it exists.
 
         A run resumed from such a file reaches the same synthetic set as an uninterrupted run with the same
-        seed: the images, the optimiser's state and the random generator are all saved.
+        seed: the images, the optimiser's state and the random generator are all saved. ``identity`` (the
+        dataset, the ids and the model condensed) is saved too, and a file made for anything else is refused.
+        Time spent before a resume is counted in ``condense_seconds``.
         """
         if every < 1:
             raise ValueError(f"The checkpoint interval must be at least 1 iteration. Got {every}.")
-        self.progress_path, self.progress_every = Path(path), every
+        self.progress_path, self.progress_every, self.identity = Path(path), every, identity or {}
         return self
 
     def load_progress(self, tag: str) -> Optional[Dict[str, Any]]:
@@ -175,9 +184,11 @@ class Condenser:
         saved = safe_load(self.progress_path, what="dcu condensation checkpoint")
         if not isinstance(saved, dict) or saved.get("format") != "dcu-condense-progress":
             raise ArtifactError(f"{self.progress_path} is not a dcu condensation checkpoint.")
-        if saved["method"] != self.name or saved["config"] != asdict(self.cfg) or saved["tag"] != tag:
-            raise ArtifactError(f"{self.progress_path} is the checkpoint of another run ({saved['method']}, "
-                                f"{saved['tag']}, {saved['config']}); remove it or pass the same settings.")
+        if (saved.get("method") != self.name or saved.get("config") != asdict(self.cfg) or saved.get("tag") != tag
+                or saved.get("identity", {}) != self.identity):
+            raise ArtifactError(f"{self.progress_path} is the checkpoint of another run ({saved.get('method')}, "
+                                f"{saved.get('tag')}, {saved.get('identity')}); remove it or pass the same data, model "
+                                "and settings.")
         return saved
 
     def resume(self, tag: str, syn: torch.Tensor, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
@@ -190,6 +201,7 @@ class Condenser:
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"])
         self.history = list(saved["history"])
+        self.earlier_seconds = float(saved.get("elapsed_seconds", 0.0))
         return saved["iteration"]
 
     def iterations(self, tag: str, syn: torch.Tensor, optimizer: torch.optim.Optimizer, generator: torch.Generator):
@@ -207,8 +219,10 @@ class Condenser:
     def save_progress(self, tag: str, iteration: int, total: int, **state: Any) -> None:
         if self.progress_path is None or (iteration % self.progress_every and iteration != total):
             return
+        elapsed = self.earlier_seconds + time.perf_counter() - self.started
         atomic_save({"format": "dcu-condense-progress", "method": self.name, "config": asdict(self.cfg), "tag": tag,
-                     "iteration": iteration, "history": list(self.history), **state}, self.progress_path)
+                     "identity": self.identity, "iteration": iteration, "history": list(self.history),
+                     "elapsed_seconds": elapsed, **state}, self.progress_path)
 
     def condense(self, splits: DatasetSplits, model: Optional[nn.Module] = None, model_hash: str = "") -> CondensedSet:
         if self.needs_model and model is None:
@@ -220,13 +234,16 @@ class Condenser:
         if int(counts.min()) < self.cfg.ipc:
             raise ValueError(f"ipc={self.cfg.ipc} but class {int(counts.argmin())} has only {int(counts.min())} images.")
         torch.manual_seed(self.cfg.seed)
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
         cset = self.build(train, splits.num_classes, model)
+        if not torch.isfinite(cset.images).all():
+            raise FloatingPointError(f"Condensation with '{self.name}' produced non-finite images (settings "
+                                     f"{asdict(self.cfg)}); nothing was written. Lower the learning rates.")
         cset.method, cset.config = self.name, asdict(self.cfg)
         cset.source = {"dataset": splits.name, "num_train": splits.num_ids, "train_ids_hash": ids_hash(train.ids),
                        "model_hash": model_hash, "classes": list(splits.classes), "mean": list(splits.mean),
                        "std": list(splits.std), "input_shape": list(splits.input_shape)}
-        cset.timings["condense_seconds"] = time.perf_counter() - start
+        cset.timings["condense_seconds"] = self.earlier_seconds + time.perf_counter() - start
         return cset
 
     def build(self, train: ImageSet, num_classes: int, model: Optional[nn.Module]) -> CondensedSet:

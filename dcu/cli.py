@@ -17,7 +17,10 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from contextlib import contextmanager, nullcontext
+
 from . import __version__
+from .io import OutputError, check_outputs, clip, output_lock
 from .presets import setting_value
 
 log = logging.getLogger("dcu")
@@ -36,10 +39,38 @@ def _settings(items: List[str]) -> Dict[str, Any]:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE. Got '{item}'.")
+            raise ValueError(f"--set expects KEY=VALUE. Got '{clip(item, 60)}'.")
         key, value = item.split("=", 1)
         out[key.strip().replace("-", "_")] = setting_value(value)
     return out
+
+
+def _number(kind: type, low: Optional[float] = None, high: Optional[float] = None, *, open_low: bool = False,
+            open_high: bool = False):
+    """An argparse type: a ``kind`` number within [low, high] (ends open where asked)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole number' if kind is int else 'number'}, got "
+                                             f"'{clip(text, 40)}'") from None
+        if kind is float and value != value:
+            raise argparse.ArgumentTypeError("expected a number, got NaN")
+        below = low is not None and (value <= low if open_low else value < low)
+        above = high is not None and (value >= high if open_high else value > high)
+        if below or above:
+            lo = "" if low is None else f"{'>' if open_low else '>='} {low}"
+            hi = "" if high is None else f"{'<' if open_high else '<='} {high}"
+            raise argparse.ArgumentTypeError(f"must be {' and '.join(x for x in (lo, hi) if x)}, got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+POSITIVE = _number(int, 1)
+NON_NEGATIVE = _number(int, 0)
+FRACTION = _number(float, 0.0, 1.0, open_high=True)          # [0, 1)
+OPEN_FRACTION = _number(float, 0.0, 1.0, open_low=True, open_high=True)
 
 
 def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -53,8 +84,8 @@ def _add_forget_args(p: argparse.ArgumentParser, flag: str = "--ids") -> None:
     g = p.add_argument_group("forget request (one of)")
     g.add_argument(flag, dest="ids", default=None, metavar="FILE",
                    help="text file of training ids, one per line; '#' comments and blank lines allowed")
-    g.add_argument("--forget-frac", type=float, default=None, metavar="F", help="forget a random fraction F of the ids")
-    g.add_argument("--forget-class", type=int, default=None, metavar="C", help="forget every sample of class C")
+    g.add_argument("--forget-frac", type=OPEN_FRACTION, default=None, metavar="F", help="forget a random fraction F of the ids")
+    g.add_argument("--forget-class", type=NON_NEGATIVE, default=None, metavar="C", help="forget every sample of class C")
     g.add_argument("--forget-seed", type=int, default=0, help="seed for --forget-frac (default 0)")
 
 
@@ -67,26 +98,53 @@ def _splits_for(args, meta: Optional[Dict[str, Any]] = None, val_frac: Optional[
     return splits.holdout(holdout["frac"], seed=holdout["seed"])
 
 
-def _load_model(args, path: Optional[str] = None):
-    """(model, meta, splits): a checkpoint and the dataset split it was trained with, checked to fit each other."""
+def _load_model(args, path: Optional[str] = None, ledger: Optional[str] = None):
+    """(model, meta, splits, ledger): a checkpoint, the dataset split it was trained with (checked to fit each
+    other), and its request ledger. Ids the ledger withdrew are gone from the held-out split."""
     from .checkpoint import check_fits, load_checkpoint
+    from .ledger import read_ledger
 
     path = path or args.model
     model, meta = load_checkpoint(path)
     splits = _splits_for(args, meta)
     check_fits(meta, splits, path)
-    return model, meta, splits
+    requests = read_ledger(meta, path, splits.num_ids, ledger)
+    if len(requests.withdrawn) and splits.val is not None:
+        splits = replace(splits, val=splits.val.without(requests.withdrawn))
+    return model, meta, splits, requests
 
 
 def _progress_file(args) -> Path:
-    """Where a long job checkpoints its progress: --checkpoint, or OUT with suffix .progress.pt. A fresh run
-    removes a stale file there; --resume requires one."""
+    """Where a long job checkpoints its progress: --checkpoint, or OUT with suffix .progress.pt.
+
+    Nothing is deleted here: a fresh run refuses a file already at that path (it may be the user's), and
+    --resume requires one. The file is removed only after the run has written its output.
+    """
     path = Path(args.checkpoint) if args.checkpoint else Path(args.out).with_suffix(".progress.pt")
-    if args.resume and not path.exists():
+    if args.resume and not path.is_file():
         raise FileNotFoundError(f"--resume: no progress checkpoint at {path} (pass --checkpoint PATH).")
     if not args.resume and path.exists():
-        path.unlink()
+        raise OutputError(f"{path} already exists: pass --resume to continue the run it holds, or name another "
+                          "--checkpoint (dcu does not delete a file it did not write in this run).")
     return path
+
+
+def _model_inputs(args, flag: str = "--model") -> Dict[str, Any]:
+    """The files a command reads for its model: the checkpoint and its ledger (given, or the default one)."""
+    from .ledger import ledger_path
+
+    model = getattr(args, flag.lstrip("-").replace("-", "_"))
+    default = ledger_path(model) if model else None
+    return {flag: model, "--ledger": getattr(args, "ledger", None),
+            "the model's ledger": default if default is not None and default.exists() else None}
+
+
+@contextmanager
+def _writing(outputs: Dict[str, Any], inputs: Dict[str, Any]):
+    """Check every output against every input before any work, then hold the outputs' locks."""
+    check_outputs(outputs, inputs)
+    with output_lock(outputs.values()):
+        yield
 
 
 def _auto_augment(splits) -> Dict[str, Any]:
@@ -95,44 +153,48 @@ def _auto_augment(splits) -> Dict[str, Any]:
 
 
 # what each step of a model's lineage keeps of its checkpoint's metadata (``dcu history`` prints it)
-LINEAGE_KEYS = ("hash", "kind", "method", "method_config", "parent_hash", "forget_hash", "forget_count", "times",
-                "created", "versions", "num_trained_on")
+LINEAGE_KEYS = ("hash", "kind", "method", "method_config", "parent_hash", "forget_hash", "forget_count",
+                "withdrawn_count", "times", "created", "versions", "num_trained_on")
 
 # --- commands -----------------------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
     from .checkpoint import base_meta, save_checkpoint
-    from .models import create_model
-    from .train import TrainConfig, train
-
     from .device import finish_distributed, init_distributed, resolve_device
+    from .io import ids_hash
+    from .models import create_model
+    from .train import TrainConfig, accuracy, train
 
     device = resolve_device(args.device)
-    rank = init_distributed(device)
     splits = _splits_for(args, val_frac=args.val_frac)
     c, h, _ = splits.input_shape
-    model_args = _settings(args.model_arg)
-    torch.manual_seed(args.seed)
-    model = create_model(args.model, in_channels=c, num_classes=splits.num_classes, image_size=h, **model_args).to(device)
+    model_args = {**_settings(args.model_arg), "in_channels": c, "num_classes": splits.num_classes, "image_size": h}
     aug = _auto_augment(splits)
     if args.augment is not None:
         aug["augment"] = args.augment
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, **aug)
     progress_file = _progress_file(args)
-    start = time.perf_counter()
-    train(model, splits.train, cfg, desc=f"train {args.model}", progress_file=progress_file)
-    seconds = time.perf_counter() - start
-    meta = {**base_meta(model, splits, splits.train.ids), "kind": "original", "seed": args.seed,
-            "holdout": {"frac": args.val_frac, "seed": 0}, "train_config": asdict(cfg),
-            "times": {"online_seconds": seconds}, "forgotten_ids": [], "lineage": []}
-    finish_distributed()
-    if rank != 0:   # under torchrun only the first process writes
-        return 0
-    digest = save_checkpoint(args.out, model, meta)
-    progress_file.unlink(missing_ok=True)
-    from .train import accuracy
-
+    rank = init_distributed(device)
+    # under torchrun every process runs this command; only the first checks, locks and writes the outputs
+    writing = _writing({"--out": args.out, "--checkpoint": progress_file}, {}) if rank == 0 else nullcontext()
+    with writing:
+        torch.manual_seed(args.seed)
+        model = create_model(args.model, **model_args).to(device)
+        identity = {"dataset": splits.name, "arch": args.model, "arch_args": json.loads(json.dumps(model.arch_args)),
+                    "train_ids_hash": ids_hash(splits.train.ids)}
+        history = train(model, splits.train, cfg, desc=f"train {args.model}", progress_file=progress_file,
+                        progress_identity=identity)
+        seconds = sum(history["segment_seconds"])
+        meta = {**base_meta(model, splits, splits.train.ids), "kind": "original", "seed": args.seed,
+                "holdout": {"frac": args.val_frac, "seed": 0}, "train_config": asdict(cfg),
+                "times": {"online_seconds": seconds, "segments": len(history["segment_seconds"])},
+                "forgotten_count": 0, "lineage": []}
+        finish_distributed()
+        if rank != 0:   # under torchrun only the first process writes
+            return 0
+        digest = save_checkpoint(args.out, model, meta)
+        progress_file.unlink(missing_ok=True)
     log.info("Trained %s on %d %s images in %.1f s: train acc %.3f, test acc %.3f -> %s (hash %s)", args.model,
              len(splits.train), splits.name, seconds, accuracy(model, splits.train), accuracy(model, splits.test),
              args.out, digest)
@@ -142,71 +204,81 @@ def cmd_train(args) -> int:
 def cmd_condense(args) -> int:
     from condense import get_condenser
 
-    from .checkpoint import load_checkpoint
+    from .device import resolve_device
+    from .io import ids_hash
 
     model, meta = None, None
     if args.model:
-        model, meta = load_checkpoint(args.model)
-    splits = _splits_for(args, meta, val_frac=args.val_frac)
-    if meta is not None:
-        from .checkpoint import check_fits
-
-        check_fits(meta, splits, args.model)
-        if meta.get("forgotten_ids"):
-            splits.train = splits.train.without(torch.tensor(meta["forgotten_ids"]))
-    from .device import resolve_device
-
+        model, meta, splits, requests = _load_model(args, ledger=args.ledger)
+        if len(requests.forgotten):
+            splits.train = splits.train.without(requests.forgotten)
+    else:
+        splits = _splits_for(args, val_frac=args.val_frac)
     device = resolve_device(args.device)
     condenser = get_condenser(args.method, ipc=args.ipc, seed=args.seed, **_settings(args.set)).to(device)
     progress_file = _progress_file(args)
-    condenser.resumable(progress_file, every=args.checkpoint_every)
-    cset = condenser.condense(splits, model, meta["hash"] if meta else "")
-    cset.source["holdout"] = (meta or {}).get("holdout", {"frac": args.val_frac, "seed": 0})
-    if args.eval_runs:
-        from condense.protocol import evaluate_condensed
+    plots = [Path(args.out).with_suffix(".png"), Path(args.out).with_name(Path(args.out).stem + "-loss.png")]
+    outputs = {"--out": args.out, "--checkpoint": progress_file, **({"the grid": plots[0], "the loss curve": plots[1]}
+                                                                    if args.plots else {})}
+    with _writing(outputs, _model_inputs(args) if args.model else {}):
+        condenser.resumable(progress_file, every=args.checkpoint_every,
+                            identity={"dataset": splits.name, "train_ids_hash": ids_hash(splits.train.ids),
+                                      "model_hash": meta["hash"] if meta else ""})
+        cset = condenser.condense(splits, model, meta["hash"] if meta else "")
+        cset.source["holdout"] = (meta or {}).get("holdout", {"frac": args.val_frac, "seed": 0})
+        if args.eval_runs:
+            from condense.protocol import evaluate_condensed
 
-        cset.state["evaluation"] = result = evaluate_condensed(cset, splits, runs=args.eval_runs,
-                                                               protocol=args.protocol, seed=args.seed, device=device)
-        log.info("Test accuracy of fresh %s trained on the condensed set (%s, %d runs): %.2f ± %.2f %%",
-                 result["model"]["arch"], result["protocol"], result["runs"], 100 * result["mean"], 100 * result["std"])
-    cset.save(args.out)
-    if progress_file.exists():
-        progress_file.unlink()
-    log.info("Condensed %d training images into %d with '%s' in %.1f s -> %s", len(splits.train), len(cset),
-             args.method, cset.timings["condense_seconds"], args.out)
-    if args.plots:
-        from .plots import image_grid, loss_curve
+            cset.state["evaluation"] = result = evaluate_condensed(cset, splits, runs=args.eval_runs,
+                                                                   protocol=args.protocol, seed=args.seed, device=device)
+            log.info("Test accuracy of fresh %s trained on the condensed set (%s, %d runs): %.2f ± %.2f %%",
+                     result["model"]["arch"], result["protocol"], result["runs"], 100 * result["mean"],
+                     100 * result["std"])
+        cset.save(args.out)
+        progress_file.unlink(missing_ok=True)
+        log.info("Condensed %d training images into %d with '%s' in %.1f s -> %s", len(splits.train), len(cset),
+                 args.method, cset.timings["condense_seconds"], args.out)
+        if args.plots:
+            from .plots import image_grid, loss_curve
 
-        png = Path(args.out).with_suffix(".png")
-        image_grid(cset.images, cset.labels, splits.classes, splits.mean, splits.std, png,
-                   per_class=min(10, args.ipc), title=f"{args.method}, {args.ipc} per class")
-        log.info("Image grid -> %s", png)
-        if cset.state.get("loss_history"):
-            curve = Path(args.out).with_name(Path(args.out).stem + "-loss.png")
-            loss_curve(cset.state["loss_history"], curve, title=f"{args.method}, {args.ipc} per class")
-            log.info("Loss curve -> %s", curve)
+            image_grid(cset.images, cset.labels, splits.classes, splits.mean, splits.std, plots[0],
+                       per_class=min(10, args.ipc), title=f"{args.method}, {args.ipc} per class")
+            log.info("Image grid -> %s", plots[0])
+            if cset.state.get("loss_history"):
+                loss_curve(cset.state["loss_history"], plots[1], title=f"{args.method}, {args.ipc} per class")
+                log.info("Loss curve -> %s", plots[1])
     return 0
 
 
 def cmd_forget(args) -> int:
+    import copy
+
     from unlearn import get_unlearner
 
-    from .checkpoint import save_checkpoint
-    from .forget import ForgetRequestError, resolve
-    from .io import ids_hash
+    from .checkpoint import checkpoint_payload
+    from .device import resolve_device
+    from .forget import ForgetRequestError, resolve_request
+    from .io import commit_together
+    from .ledger import ledger_path
     from .train import TrainConfig
 
-    model, meta, splits = _load_model(args)
-    earlier = torch.tensor(meta.get("forgotten_ids", []), dtype=torch.long)
-    # a fraction or a class is drawn from what the model still holds; an explicit id list must not repeat ids
-    remaining = replace(splits, train=splits.train.without(earlier)) if len(earlier) and not args.ids else splits
-    forget_ids = resolve(remaining, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
-    again = torch.isin(forget_ids, earlier)
-    if again.any():
-        raise ForgetRequestError(f"Id {int(forget_ids[again][0])} was already forgotten by an earlier request "
-                                 f"answered by {args.model}.")
-    train_set = splits.train.without(earlier) if len(earlier) else splits.train
+    model, meta, splits, requests = _load_model(args, ledger=args.ledger)
+    earlier = requests.forgotten
+    remaining = replace(splits, train=splits.train.without(earlier)) if len(earlier) else splits
+    if args.ids:
+        from .forget import parse_ids_file
+
+        named = parse_ids_file(args.ids, splits.num_ids)
+        again = torch.isin(named, torch.cat([earlier, requests.withdrawn]))
+        if again.any():
+            raise ForgetRequestError(f"{args.ids}: id {int(named[again][0])} was already removed by an earlier "
+                                     f"request answered by {args.model}.")
+    request = resolve_request(remaining, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class,
+                              seed=args.forget_seed)
+    forget_ids, withdrawn = request.forget, request.withdrawn
+    train_set = remaining.train
     forget, retain = train_set.subset(forget_ids), train_set.without(forget_ids)
+    val = splits.val.without(withdrawn) if splits.val is not None and len(withdrawn) else splits.val
     condensed = None
     if args.condensed:
         from condense import load_condensed
@@ -221,62 +293,138 @@ def cmd_forget(args) -> int:
         if made_with and made_with not in lineage:
             raise ValueError(f"{args.condensed} was condensed with model {made_with}, which is neither {args.model} "
                              f"({meta['hash']}) nor one of its ancestors.")
+        paired = condensed.source.get("refreshed_for")
+        if paired and paired != meta["hash"]:
+            raise ValueError(f"{args.condensed} was refreshed for model {paired}, not for {args.model} ({meta['hash']}); "
+                             "pass the model and condensed set that one request wrote.")
         stale = torch.isin(condensed.members, earlier)
         if stale.any():
             raise ValueError(f"{args.condensed} still holds id {int(condensed.members[stale][0])}, which an earlier "
                              "request forgot; pass the condensed set that request wrote.")
     train_cfg = TrainConfig(**meta["train_config"])
     unlearner = get_unlearner(args.method, train_config=train_cfg, seed=args.seed, **_settings(args.set))
-    from .device import resolve_device
-
-    device = resolve_device(args.device)
-    if device.type != "cpu" and not unlearner.runs_on_gpu:
-        log.info("'%s' runs on the CPU (only retrain, finetune, cf_k and eu_k run on a GPU so far).", args.method)
-    elif device.type != "cpu":
-        model = model.to(device)
-    unlearned = unlearner.unlearn(model, retain, forget, condensed=condensed, val=splits.val)
-    parent = {k: meta.get(k) for k in LINEAGE_KEYS}
-    new_meta = {**{k: v for k, v in meta.items() if k not in ("hash", "created", "versions")},
-                "kind": "unlearned", "parent_hash": meta["hash"], "forget_hash": ids_hash(forget_ids),
-                "forget_count": int(len(forget_ids)), "forgotten_ids": sorted(set(earlier.tolist()) | set(forget_ids.tolist())),
-                "train_ids_hash": ids_hash(retain.ids), "num_trained_on": len(retain),
-                "method": args.method, "method_config": unlearner.config_dict(),
-                "times": {"online_seconds": unlearner.stats["seconds"],
-                          **{k: v for k, v in unlearner.stats.items() if k.endswith("seconds") and k != "seconds"},
-                          **({"offline_seconds": condensed.timings.get("condense_seconds")} if condensed else {})},
-                "lineage": list(meta.get("lineage", [])) + [parent]}
-    digest = save_checkpoint(args.out, unlearned, new_meta)
-    if condensed is not None and args.condensed_out:
-        unlearner.refreshed.save(args.condensed_out)
-    log.info("Forgot %d samples with '%s' in %.2f s -> %s (hash %s)", len(forget_ids), args.method,
-             unlearner.stats["seconds"], args.out, digest)
+    ledger_out = Path(args.ledger_out) if args.ledger_out else ledger_path(args.out)
+    inputs = {**_model_inputs(args), "--condensed": args.condensed, "--ids": args.ids}
+    outputs = {"--out": args.out, "--condensed-out": args.condensed_out, "the ledger (--ledger-out)": ledger_out}
+    with _writing(outputs, inputs):
+        device = resolve_device(args.device)
+        if device.type != "cpu" and not unlearner.runs_on_gpu:
+            log.info("'%s' runs on the CPU (only retrain, finetune, cf_k and eu_k run on a GPU so far).", args.method)
+        elif device.type != "cpu":
+            model = model.to(device)
+        refreshed = None
+        if len(forget_ids):
+            unlearned = unlearner.unlearn(model, retain, forget, condensed=condensed, val=val)
+            before = {k: v.cpu() for k, v in model.state_dict().items()}
+            if all(torch.equal(v.cpu(), before[k]) for k, v in unlearned.state_dict().items()):
+                raise ValueError(f"Unlearning with '{args.method}' left every weight as it was (settings "
+                                 f"{unlearner.config_dict()}); nothing was written. Check the settings (epochs=0?).")
+            times = {"online_seconds": unlearner.stats["seconds"],
+                     **{k: v for k, v in unlearner.stats.items() if k.endswith("seconds") and k != "seconds"}}
+            refreshed = getattr(unlearner, "refreshed", None)
+        else:   # every id was held out: nothing to unlearn, but the held-out split loses them
+            unlearned, times = copy.deepcopy(model), {"online_seconds": 0.0}
+        if condensed is not None:
+            if refreshed is None and len(forget_ids):   # the method did not use the set: it must still lose the ids
+                start = time.perf_counter()
+                refreshed = condensed.refresh(forget_ids, retain, forget)
+                times["store_refresh_seconds"] = time.perf_counter() - start
+            refreshed = refreshed if refreshed is not None else condensed
+            times["offline_seconds"] = condensed.timings.get("condense_seconds")
+        new_ledger = requests.after(forget_ids, withdrawn)
+        parent = {k: meta.get(k) for k in LINEAGE_KEYS}
+        new_meta = {**{k: v for k, v in meta.items() if k not in ("hash", "created", "versions", "forgotten_ids")},
+                    "kind": "unlearned", "parent_hash": meta["hash"], "forget_hash": new_ledger.digest(forget_ids),
+                    "forget_count": int(len(forget_ids)), "withdrawn_count": int(len(new_ledger.withdrawn)),
+                    **new_ledger.summary(), "train_ids_hash": new_ledger.digest(retain.ids),
+                    "num_trained_on": len(retain), "method": args.method, "method_config": unlearner.config_dict(),
+                    "times": times, "lineage": list(meta.get("lineage", [])) + [parent]}
+        payload, digest = checkpoint_payload(unlearned, new_meta)
+        new_ledger.model_hash = digest
+        new_ledger.requests.append({"model_hash": digest, "parent_hash": meta["hash"], "method": args.method,
+                                    "created": payload["meta"]["created"], "forget_ids": forget_ids.tolist(),
+                                    "withdrawn_ids": withdrawn.tolist()})
+        writes = [(Path(args.out), lambda fh: torch.save(payload, fh)),
+                  (ledger_out, lambda fh: fh.write(new_ledger.to_json().encode()))]
+        if refreshed is not None and args.condensed_out:
+            refreshed.source = {**refreshed.source, "refreshed_for": digest}
+            writes.append((Path(args.condensed_out), lambda fh: torch.save(refreshed.payload(), fh)))
+        commit_together(writes)
+    if len(withdrawn):
+        log.info("%d of the ids were held out and never trained on; they are removed from the held-out split for "
+                 "this and every later request (recorded in %s).", len(withdrawn), ledger_out)
+    if condensed is not None and not args.condensed_out and len(forget_ids):
+        log.warning("Warning: %s still summarises the forgotten ids; pass --condensed-out to write the refreshed "
+                    "set, and keep that one instead.", args.condensed)
+    log.info("Forgot %d samples with '%s' in %.2f s -> %s (hash %s); request ledger -> %s", len(forget_ids),
+             args.method, times["online_seconds"], args.out, digest, ledger_out)
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def _load_reference(args, path: str, splits, meta: Dict[str, Any], forget_ids: torch.Tensor):
+    """The retrained model a report compares with, checked to answer this very request: the same dataset,
+    held-out split and forgotten ids (read from its ledger)."""
     from .checkpoint import check_fits, load_checkpoint
+    from .ledger import read_ledger
+
+    reference, ref_meta = load_checkpoint(path)
+    check_fits(ref_meta, splits, path)
+    if ref_meta.get("holdout") != meta.get("holdout"):
+        raise ValueError(f"--reference {path} was trained with held-out split {ref_meta.get('holdout')}, but the model "
+                         f"with {meta.get('holdout')}; retrain from the same original.")
+    forgot = read_ledger(ref_meta, path, splits.num_ids).forgotten
+    if not torch.equal(forgot, torch.sort(torch.as_tensor(forget_ids)).values):
+        raise ValueError(f"--reference {path} was retrained without {len(forgot)} ids that are not this request's "
+                         f"{len(forget_ids)}; pass the model retrained for this request (dcu forget --method retrain).")
+    return reference, ref_meta
+
+
+def cmd_evaluate(args) -> int:
+    from .device import resolve_device
     from .evaluate import evaluate
     from .forget import resolve
-    from .io import atomic_write_json
 
-    from .device import resolve_device
-
-    model, meta, splits = _load_model(args)
-    model = model.to(resolve_device(args.device))
+    model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     if args.ids or args.forget_frac is not None or args.forget_class is not None:
         forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
-    elif meta.get("forgotten_ids"):
-        forget_ids = torch.tensor(meta["forgotten_ids"], dtype=torch.long)
+    elif len(requests.forgotten):
+        forget_ids = requests.forgotten
     else:
         raise ValueError("Name the forget request to evaluate: --forget FILE, --forget-frac F or --forget-class C.")
     reference, reference_meta = (None, None)
     if args.reference:
-        reference, reference_meta = load_checkpoint(args.reference)
-        check_fits(reference_meta, splits, args.reference)
+        reference, reference_meta = _load_reference(args, args.reference, splits, meta, forget_ids)
+    if args.shadows:
+        _check_store(args.shadows, splits)
     attacks = [a for a in args.attacks.split(",") if a]
-    report = evaluate(model, splits, forget_ids, meta=meta, reference=reference, reference_meta=reference_meta,
-                      attacks=attacks, seed=args.seed, shadows=args.shadows,
-                      attack_settings={a: _settings(getattr(args, "set", [])) for a in attacks if getattr(args, "set", [])})
+    out = Path(args.out)
+    plots = {"the bar chart": out.with_suffix(".png"), "the ROC plot": out.with_name(out.stem + "-roc.png")}
+    with _writing({"--out": args.out, **(plots if args.plots else {})},
+                  {**_model_inputs(args), "--reference": args.reference, "--forget": args.ids,
+                   "--shadows": args.shadows, **({"the reference's ledger": _model_inputs(args, "--reference")
+                                                  ["the model's ledger"]} if args.reference else {})}):
+        model = model.to(resolve_device(args.device))
+        report = evaluate(model, splits, forget_ids, meta=meta, reference=reference, reference_meta=reference_meta,
+                          attacks=attacks, seed=args.seed, shadows=args.shadows,
+                          attack_settings={a: _settings(getattr(args, "set", [])) for a in attacks
+                                           if getattr(args, "set", [])})
+        _write_report(args, report, splits, meta, reference, plots)
+    return 0
+
+
+def _check_store(path: str, splits) -> None:
+    """Refuse a shadow store made for another dataset before any attack reads it."""
+    from inversion_attacks.shadow import ShadowStore
+
+    store = ShadowStore(path)
+    if store.manifest.get("dataset") != splits.name or store.manifest.get("num_ids") != splits.num_ids:
+        raise ValueError(f"--shadows {path} was made for {store.manifest.get('dataset')} with "
+                         f"{store.manifest.get('num_ids')} ids, not {splits.name} with {splits.num_ids}.")
+
+
+def _write_report(args, report: Dict[str, Any], splits, meta: Dict[str, Any], reference, plots: Dict[str, Path]) -> None:
+    from .io import atomic_write_json
+
     atomic_write_json(report, args.out)
     line = (f"retain {report['retain_acc']:.3f}  forget {report['forget_acc']:.3f}  test {report['test_acc']:.3f}  "
             f"MIA(loss_lr) {report['mia']['loss_lr']['headline']:.3f}" if "loss_lr" in report["mia"] else "")
@@ -290,7 +438,7 @@ def cmd_evaluate(args) -> int:
         rows = {meta.get("method") or "model": _bar_row(report)}
         if reference is not None:
             rows = {"retrain": _bar_row(report["reference"]), **rows}
-        png = Path(args.out).with_suffix(".png")
+        png = plots["the bar chart"]
         comparison_bars(rows, ["retain_acc", "forget_acc", "test_acc", "mia"], png, title=f"{splits.name}")
         log.info("Bar chart -> %s", png)
         from .plots import roc_curves
@@ -299,10 +447,9 @@ def cmd_evaluate(args) -> int:
         if reference is not None:
             curves.update({f"{name} (reference)": result["roc"] for name, result in report["reference"]["mia"].items()
                            if result.get("roc")})
-        roc_png = Path(args.out).with_name(Path(args.out).stem + "-roc.png")
+        roc_png = plots["the ROC plot"]
         roc_curves(curves, roc_png, title=f"membership of the forget set, {splits.name}")
         log.info("ROC curves -> %s", roc_png)
-    return 0
 
 
 def _bar_row(metrics: Dict[str, Any]) -> Dict[str, float]:
@@ -315,11 +462,14 @@ def _bar_row(metrics: Dict[str, Any]) -> Dict[str, float]:
 def cmd_shadows(args) -> int:
     from inversion_attacks.shadow import ShadowStore
 
-    _, meta, splits = _load_model(args)
     try:
         part, parts = (int(x) for x in args.shard.split("/"))
     except ValueError:
-        raise ValueError(f"--shard expects i/n, e.g. 0/4. Got '{args.shard}'.") from None
+        raise ValueError(f"--shard expects i/n, e.g. 0/4. Got '{clip(args.shard, 40)}'.") from None
+    if not 0 <= part < parts:
+        raise ValueError(f"--shard expects i/n with 0 <= i < n. Got '{args.shard}'.")
+    _, meta, splits, _ = _load_model(args)
+    check_outputs({"--out": Path(args.out) / "manifest.json"}, {"--model": args.model})
     store = ShadowStore.create(args.out, splits, meta, count=args.count, seed=args.seed)
     trained = store.fill(splits, shard=(part, parts))
     log.info("Trained %d shadow model(s) of shard %d/%d; %s now holds %d of %d.", len(trained), part, parts, args.out,
@@ -341,9 +491,12 @@ def cmd_invert(args) -> int:
     from .models import create_model
     from .train import TrainConfig, train
 
-    model, meta, splits = _load_model(args)
+    model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     if splits.val is None or len(splits.val) == 0:
         raise ValueError(f"{args.model} has no held-out split: inversion is scored against held-out images.")
+    out = Path(args.out)
+    check_outputs({"--out": out, **({"the picture": out.with_suffix(".png")} if args.plots else {})},
+                  {**_model_inputs(args), "--original": args.original, "--evaluator": args.evaluator})
     cfg = InversionConfig(per_class=args.per_class, steps=args.steps, seed=args.seed)
     if args.method == "gradient":
         inverted = gradient_inversion(model, splits.input_shape, cfg)
@@ -369,8 +522,8 @@ def cmd_invert(args) -> int:
         train(evaluator, splits.val, TrainConfig(epochs=30, batch_size=64, lr=0.05, seed=args.seed + 1,
                                                   **_auto_augment(splits)), desc="evaluator")
     forget = unseen = None
-    if meta.get("forgotten_ids"):
-        forget = splits.train.subset(torch.tensor(meta["forgotten_ids"]))
+    if len(requests.forgotten):
+        forget = splits.train.subset(requests.forgotten)
         unseen = splits.test
     report = {"method": args.method, "model": {"path": args.model, "hash": meta.get("hash")},
               "evaluator": args.evaluator or "convnet-32 trained on the held-out split",
@@ -394,26 +547,24 @@ def cmd_invert(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from .checkpoint import load_checkpoint
     from .forget import resolve
-    from .io import atomic_write_json, ids_hash
+    from .io import atomic_write_json
     from .train import TrainConfig
     from .tune import tune
 
-    model, meta, splits = _load_model(args)
+    model, meta, splits, _ = _load_model(args, ledger=args.ledger)
     forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
     reference = None
     if args.reference:
-        reference, ref_meta = load_checkpoint(args.reference)
-        if ref_meta.get("forget_hash") not in (None, ids_hash(forget_ids)):
-            raise ValueError(f"{args.reference} was retrained for another forget request "
-                             f"({ref_meta.get('forget_hash')}), not this one.")
+        reference, _ = _load_reference(args, args.reference, splits, meta, forget_ids)
     condensed = None
     if args.condensed:
         from condense import load_condensed
 
         condensed = load_condensed(args.condensed)
         condensed.check_fits(splits, args.condensed)
+    check_outputs({"--out": args.out}, {**_model_inputs(args), "--reference": args.reference,
+                                        "--condensed": args.condensed, "--ids": args.ids})
     out = Path(args.out)
 
     def write(partial):
@@ -498,32 +649,64 @@ def cmd_demo(args) -> int:
     return 0
 
 
+LEDGER_HELP = "the model's request ledger (default MODEL.ledger.json beside --model)"
+
+
+def cmd_export(args) -> int:
+    """Plain weights for sharing: safetensors with the architecture and normalisation, and nothing of the
+    requests the model answered (no ids, counts, digests or lineage)."""
+    from safetensors.torch import save as safetensors_bytes
+
+    from .checkpoint import load_checkpoint
+    from .io import _atomic
+
+    model, meta = load_checkpoint(args.model)
+    check_outputs({"--out": args.out}, _model_inputs(args, "model"))
+    keep = ("arch", "arch_args", "num_classes", "classes", "input_shape", "mean", "std", "dataset")
+    header = {k: json.dumps(meta[k]) for k in keep if k in meta}
+    header["format"] = "dcu-export"
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    data = safetensors_bytes(state, metadata=header)
+    _atomic(args.out, lambda fh: fh.write(data))
+    log.info("Exported %s (%s) -> %s, with no request data", args.model, meta["arch"], args.out)
+    return 0
+
+
 # --- parser -------------------------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line naming the fault (and exit status 2), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dcu", description="Machine unlearning driven by dataset condensation.",
-                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="dcu", description="Machine unlearning driven by dataset condensation.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"dcu {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--threads", type=POSITIVE, default=None,
+                       help="CPU threads for torch (default: $OMP_NUM_THREADS, else the cores this process may use)")
         return p
 
     p = command("train", "Train the original model on a dataset's training split (minus a held-out validation split).")
     _add_data_args(p)
     p.add_argument("--model", required=True, help="architecture: convnet, mlp, resnet18, vgg11 (dcu list models)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. width=64 (repeatable)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=POSITIVE, default=30)
+    p.add_argument("--batch-size", type=POSITIVE, default=128)
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default 0.05)")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--lr", type=_number(float, 0.0, open_low=True), default=0.05, help="peak learning rate (default 0.05)")
+    p.add_argument("--weight-decay", type=_number(float, 0.0), default=5e-4)
     p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"], default="onecycle")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="flip + 4-pixel crop (default: on for RGB images of 16 px and more)")
-    p.add_argument("--val-frac", type=float, default=0.1,
+    p.add_argument("--val-frac", type=FRACTION, default=0.1,
                    help="fraction of the training split held out as validation, never trained on (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="checkpoint to write, e.g. original.pt")
@@ -536,19 +719,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--model", default=None, help="the trained original (required by fdm)")
     p.add_argument("--method", default="fdm", help="random, herding, kcenter, dc, dsa, dm, fdm, mi (dcu list condensation)")
-    p.add_argument("--ipc", type=int, default=10, help="images per class")
+    p.add_argument("--ipc", type=POSITIVE, default=10, help="images per class")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. iterations=500")
-    p.add_argument("--val-frac", type=float, default=0.1, help="held-out fraction when no --model gives it")
+    p.add_argument("--val-frac", type=FRACTION, default=0.1, help="held-out fraction when no --model gives it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true", help="also write a PNG grid of the synthetic images and the loss curve")
-    p.add_argument("--eval-runs", type=int, default=0, metavar="N",
+    p.add_argument("--eval-runs", type=NON_NEGATIVE, default=0, metavar="N",
                    help="train N fresh networks on the condensed set and report test accuracy mean ± std")
     p.add_argument("--protocol", default="dc-300ep", help="evaluation protocol: dc-300ep (DC/DSA papers'), dc-1000ep (DM paper's) "
                                                         "or dc-cpu")
     p.add_argument("--checkpoint", default=None, help="progress checkpoint (default OUT with suffix .progress.pt)")
-    p.add_argument("--checkpoint-every", type=int, default=50, metavar="N", help="iterations between checkpoints")
+    p.add_argument("--checkpoint-every", type=POSITIVE, default=50, metavar="N", help="iterations between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the progress checkpoint")
     p.add_argument("--device", default="auto", help="where dc, dsa, dm and the evaluation run: auto, cpu, cuda or cuda:N")
+    p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_condense)
 
@@ -557,12 +741,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the model to unlearn from (an original or an unlearned model)")
     p.add_argument("--condensed", default=None, help="condensed retain set (required by dcu)")
     p.add_argument("--condensed-out", default=None, help="write the refreshed condensed set here (for the next request)")
+    p.add_argument("--ledger-out", default=None, help="where to write the request ledger (default OUT.ledger.json)")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--method", default="dcu", help="unlearning method: dcu, retrain, finetune, salun, scrub, ... (dcu list unlearning)")
     _add_forget_args(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. epochs=6")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--ledger", default=None, help=LEDGER_HELP)
+    p.add_argument("--out", required=True, help="the unlearned checkpoint to write (its ledger goes beside it)")
     p.set_defaults(func=cmd_forget)
 
     p = command("evaluate", "Evaluate a model against a forget request: accuracies, MIA, gaps to a reference.")
@@ -576,12 +762,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true", help="also write a PNG bar chart beside the report")
     p.add_argument("--out", required=True, help="report.json")
+    p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_evaluate)
 
     p = command("shadows", "Train shadow models for the likelihood-ratio attacks (resumable; --shard i/n splits the work).")
     _add_data_args(p)
     p.add_argument("--model", required=True, help="the target's original: its architecture and schedule are copied")
-    p.add_argument("--count", type=int, default=16, help="shadow models in the store (each trains on a random half)")
+    p.add_argument("--count", type=_number(int, 2), default=16, help="shadow models in the store (each trains on a random half)")
     p.add_argument("--shard", default="0/1", help="train only shadows k with k %% n == i (default 0/1: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="the store's folder")
@@ -599,6 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true", help="also write the log-log ROC curve")
     p.add_argument("--out", required=True, help="report.json")
+    p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_attack)
 
     p = command("invert", "Model inversion with numeric scores (and --plots: inversions beside their nearest real images).")
@@ -608,11 +796,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--original", default=None, help="the model before unlearning (unlearning_inversion)")
     p.add_argument("--evaluator", default=None, help="an independent classifier checkpoint (default: one trained "
                                                      "on the held-out split)")
-    p.add_argument("--per-class", type=int, default=4)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--per-class", type=POSITIVE, default=4)
+    p.add_argument("--steps", type=POSITIVE, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true")
     p.add_argument("--out", required=True, help="report.json")
+    p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_invert)
 
     p = command("tune", "Search an unlearning method's settings (Optuna, multi-objective gaps to the retrained model).")
@@ -620,17 +809,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="the trained original (its held-out split is the validation data)")
     p.add_argument("--method", required=True, help="the unlearning method to tune (dcu list unlearning)")
     _add_forget_args(p)
-    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--trials", type=POSITIVE, default=20)
     p.add_argument("--reference", default=None, help="the model retrained for this request (retrained here if omitted)")
     p.add_argument("--condensed", default=None, help="condensed retain set, for methods that use one")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting held fixed")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="tune.json (rewritten after every trial)")
     p.add_argument("--resume", action="store_true", help="continue the stopped search recorded in --out")
-    p.add_argument("--forget-bound", type=float, default=None,
+    p.add_argument("--forget-bound", type=_number(float, 0.0), default=None,
                    help="choose the trial closest to retrain on retain + validation among those whose forget gap is "
                         "at most this (e.g. 0.02 for a whole class); default: the smallest sum of objectives")
+    p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_tune)
+
+    p = command("export", "Write a model's weights as safetensors for sharing, with no request data.")
+    p.add_argument("model")
+    p.add_argument("--out", required=True, help="weights.safetensors")
+    p.set_defaults(func=cmd_export)
 
     p = command("history", "Print the chain of forget requests from the original to a model.")
     p.add_argument("model")
@@ -656,17 +851,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .progress import set_quiet
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:   # --help, --version, or a bad argument (already reported in one line)
+        return int(stop.code or 0)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     set_quiet(args.quiet)
+    from .device import set_threads
+
+    set_threads(args.threads)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, ArtifactError, FloatingPointError) as err:
+    except (ValueError, KeyError, FileNotFoundError, ArtifactError, FloatingPointError, OutputError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"dcu {args.command}: error: {message}", file=sys.stderr)
+        print(f"dcu {args.command}: error: {clip(str(message), 400)}", file=sys.stderr)
+        return 2
+    except OSError as err:   # a disk or permission failure while writing: one line, nothing half-written
+        reason = "no space left on the device" if err.errno == 28 else (err.strerror or str(err))
+        print(f"dcu {args.command}: error: {reason}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
 
 

@@ -148,8 +148,8 @@ def load(name: str, root: Optional[str | os.PathLike] = None, *, quiet: bool = T
     """Load a dataset by name: ``digits``, ``cifar10``, ``cifar100``, ``svhn``, ``mnist``,
     ``fashionmnist`` or ``folder:PATH`` (an ImageFolder tree with ``train/`` and ``test/``)."""
     if name.startswith("folder:"):
-        path = Path(os.path.expanduser(name[len("folder:") :]))
-        return _load_folder(path, name=name, quiet=quiet)
+        path = Path(os.path.expanduser(name[len("folder:") :])).resolve()
+        return _load_folder(path, name=f"folder:{path}", quiet=quiet)
     loader = DATASETS.get(name)
     return loader(_data_root(root), quiet=quiet)
 
@@ -162,6 +162,16 @@ def _data_root(root: Optional[str | os.PathLike]) -> Path:
     if root is None:
         root = os.environ.get("DCU_DATA_ROOT", "~/.cache/dcu/data")
     return Path(os.path.expanduser(str(root)))
+
+
+def cache_dir() -> Path:
+    """Where dcu keeps decoded datasets: ``$DCU_CACHE``, default ``~/.cache/dcu`` (never a user's data folder)."""
+    return Path(os.path.expanduser(os.environ.get("DCU_CACHE", "~/.cache/dcu")))
+
+
+def _cache_file(kind: str, source: Path) -> Path:
+    key = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "datasets" / f"{kind}-{key}.pt"
 
 
 def _normalise(images_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -312,7 +322,7 @@ def _make_torchvision_loader(spec: _TorchvisionSpec):
             classes = list(classes) if classes else [str(i) for i in range(int(train_y.max()) + 1)]
             return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "classes": classes}
 
-        raw = _cached(root / "dcu-cache" / f"{spec.name}.pt", build, signature="torchvision-v1")
+        raw = _cached(_cache_file(spec.name, root), build, signature="torchvision-v1")
         return _from_uint8(spec.name, raw, spec.mean, spec.std, info={"source": f"torchvision {spec.cls_name} in {root}"})
 
     loader.__doc__ = f"{spec.cls_name} through torchvision (downloaded into --data-root when the network allows)."
@@ -326,28 +336,51 @@ for _spec in _TORCHVISION:
 # --- ImageFolder trees ------------------------------------------------------------------------------------
 
 def _folder_listing(path: Path, split: str) -> Tuple[List[str], List[Tuple[Path, int]]]:
+    """Class names and (file, label) pairs of one split; anything that is not a regular image file inside
+    the tree (a link leading out of it, a FIFO, a device, a folder among the images) is refused by name."""
     split_dir = path / split
     if not split_dir.is_dir():
         raise FileNotFoundError(
             f"Expected an ImageFolder tree with {split_dir}/<class>/<image>; {split_dir} is not a folder."
         )
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    root = path.resolve()
+    classes = []
+    for entry in sorted(split_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        _inside(entry, root)
+        if entry.is_dir():
+            classes.append(entry.name)
     if not classes:
         raise FileNotFoundError(f"No class folders in {split_dir}; expected {split_dir}/<class>/<image>.")
     files = []
     for label, cls in enumerate(classes):
-        names = sorted(e.name for e in os.scandir(split_dir / cls) if e.is_file() and not e.name.startswith("."))
-        files += [(split_dir / cls / n, label) for n in names]
+        for entry in sorted(os.scandir(split_dir / cls), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            file = split_dir / cls / entry.name
+            _inside(file, root)
+            if not file.is_file():
+                kind = "a folder" if file.is_dir() else "not a regular file (a FIFO, socket or device)"
+                raise ValueError(f"{file} is {kind}; an ImageFolder class folder may hold only image files.")
+            files.append((file, label))
     return classes, files
 
 
-def _folder_signature(path: Path) -> str:
+def _inside(entry: Path, root: Path) -> None:
+    """Refuse a link that leads out of the dataset tree: its images would be read from elsewhere silently."""
+    if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+        raise ValueError(f"{entry} is a link to {entry.resolve()}, outside the dataset folder {root}; copy the "
+                         "files into the tree instead.")
+
+
+def _folder_signature(files: List[Tuple[Path, int]]) -> str:
+    """A digest of every file's path, size and modification time: an image rewritten in place changes it."""
     digest = hashlib.sha256()
-    for split in ("train", "test"):
-        split_dir = path / split
-        for d in sorted(split_dir.iterdir()) if split_dir.is_dir() else []:
-            digest.update(f"{split}/{d.name}:{d.stat().st_mtime_ns}".encode())
-    return "folder-v1:" + digest.hexdigest()[:16]
+    for file, label in files:
+        st = file.stat()
+        digest.update(f"{file}:{label}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return "folder-v2:" + digest.hexdigest()[:16]
 
 
 def _decode(files: List[Tuple[Path, int]], quiet: bool, what: str) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -385,13 +418,12 @@ def _decode(files: List[Tuple[Path, int]], quiet: bool, what: str) -> Tuple[torc
 def _load_folder(path: Path, *, name: str, quiet: bool = True) -> DatasetSplits:
     if not path.is_dir():
         raise FileNotFoundError(f"Dataset folder {path} does not exist (from '{name}').")
-    signature = _folder_signature(path)
+    classes, train_files = _folder_listing(path, "train")
+    test_classes, test_files = _folder_listing(path, "test")
+    if test_classes != classes:
+        raise ValueError(f"{path}/train and {path}/test have different class folders: {classes} vs {test_classes}.")
 
     def build() -> Dict[str, object]:
-        classes, train_files = _folder_listing(path, "train")
-        test_classes, test_files = _folder_listing(path, "test")
-        if test_classes != classes:
-            raise ValueError(f"{path}/train and {path}/test have different class folders: {classes} vs {test_classes}.")
         train_x, train_y = _decode(train_files, quiet, "train")
         test_x, test_y = _decode(test_files, quiet, "test")
         if train_x.shape[1:] != test_x.shape[1:]:
@@ -402,9 +434,5 @@ def _load_folder(path: Path, *, name: str, quiet: bool = True) -> DatasetSplits:
         return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y,
                 "classes": classes, "mean": mean, "std": std}
 
-    cache_file = path / ".dcu-cache.pt"
-    if not os.access(path, os.W_OK):
-        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-        cache_file = _data_root(None) / "dcu-cache" / f"folder-{key}.pt"
-    raw = _cached(cache_file, build, signature=signature)
+    raw = _cached(_cache_file("folder", path), build, signature=_folder_signature(train_files + test_files))
     return _from_uint8(name, raw, info={"source": f"ImageFolder tree {path}"})

@@ -54,3 +54,31 @@ def finish_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def default_threads() -> int:
+    """Threads that do not oversubscribe: ``$OMP_NUM_THREADS`` when set, else the cores this process may run
+    on (its CPU affinity mask, which a container or ``taskset`` narrows), never more."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return min(int(env), cores)
+    return max(1, cores)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads (``--threads N``; default :func:`default_threads`); returns the count."""
+    count = threads if threads else default_threads()
+    if count < 1:
+        raise ValueError(f"--threads must be at least 1. Got {count}.")
+    torch.set_num_threads(count)
+    return count
+
+
+def add_threads_argument(parser) -> None:
+    """``--threads N`` on an argparse parser: every command, benchmark and example takes it."""
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else the cores this process may use)")

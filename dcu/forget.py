@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
 import torch
 
 from .data import DatasetSplits
+from .io import clip
+
+_ID = re.compile(r"-?[0-9]+")   # ASCII digits only: no Unicode digits, no '1_0'
 
 
 class ForgetRequestError(ValueError):
@@ -20,24 +25,26 @@ def parse_ids_file(path: str | os.PathLike, num_train: int) -> torch.Tensor:
     Non-integer, negative, out-of-range and duplicate ids are refused with the line they stand on.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ForgetRequestError(f"Forget-ids file {path} is a directory; name a text file of ids.")
     if not path.is_file():
         raise ForgetRequestError(f"Forget-ids file {path} does not exist.")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ForgetRequestError(f"{path} is not a text file of ids ({err}).") from err
+        raise ForgetRequestError(f"{path} is not a text file of ids ({err.reason} at byte {err.start}).") from None
     seen: dict[int, int] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        try:
-            value = int(line, 10)
-        except ValueError:
-            raise ForgetRequestError(f"{path}, line {lineno}: '{raw.strip()}' is not an integer sample id.") from None
+        if not _ID.fullmatch(line):
+            raise ForgetRequestError(f"{path}, line {lineno}: '{clip(raw.strip(), 60)}' is not an integer sample id.")
+        value = int(line, 10)
         if not 0 <= value < num_train:
             raise ForgetRequestError(
-                f"{path}, line {lineno}: id {value} is out of range; the training split has ids 0..{num_train - 1}."
+                f"{path}, line {lineno}: id {clip(str(value), 30)} is out of range; the training split has ids "
+                f"0..{num_train - 1}."
             )
         if value in seen:
             raise ForgetRequestError(f"{path}, line {lineno}: id {value} is a duplicate of line {seen[value]}.")
@@ -65,30 +72,43 @@ def class_ids(labels: torch.Tensor, cls: int, classes: Optional[List[str]] = Non
     return torch.nonzero(labels == cls).flatten()
 
 
-def resolve(
+@dataclass
+class Request:
+    """A forget request resolved against a split: ids the model trained on, and held-out ids it names."""
+
+    forget: torch.Tensor      # sorted training ids to unlearn
+    withdrawn: torch.Tensor   # sorted held-out ids (never trained on): removed from the held-out split
+
+
+def resolve_request(
     splits: DatasetSplits,
     *,
     ids_file: Optional[str] = None,
     frac: Optional[float] = None,
     cls: Optional[int] = None,
     seed: int = 0,
-) -> torch.Tensor:
-    """The forget ids of a request given in exactly one of the three forms, checked against the split."""
+) -> Request:
+    """A request given in exactly one of the three forms, checked against the split.
+
+    An id file may name held-out ids; they come back as ``withdrawn``. A fraction or a class is drawn
+    from ``splits.train`` alone. Forgetting every training sample is refused.
+    """
     given = [name for name, v in (("--ids", ids_file), ("--forget-frac", frac), ("--forget-class", cls)) if v is not None]
     if len(given) != 1:
         raise ForgetRequestError(
-            "Give the forget request in exactly one form: --ids FILE, --forget-frac F (with --seed), or "
+            "Give the forget request in exactly one form: --ids FILE, --forget-frac F (with --forget-seed S), or "
             f"--forget-class C. Got {', '.join(given) or 'none'}."
         )
     num_train = len(splits.train)
+    withdrawn = torch.empty(0, dtype=torch.long)
     if ids_file is not None:
         ids = parse_ids_file(ids_file, splits.num_ids)
         held = torch.isin(ids, splits.val.ids) if splits.val is not None else torch.zeros(len(ids), dtype=torch.bool)
-        if held.any():
-            raise ForgetRequestError(
-                f"{ids_file}: id {int(ids[held][0])} is in the held-out validation split; the model never trained "
-                "on it, so there is nothing to forget."
-            )
+        ids, withdrawn = ids[~held], ids[held]
+        unknown = ~torch.isin(ids, splits.train.ids)
+        if unknown.any():
+            raise ForgetRequestError(f"{ids_file}: id {int(ids[unknown][0])} is neither in the training split nor "
+                                     "held out here (an earlier request already removed it?).")
     elif frac is not None:
         ids = random_ids(splits.train.ids, frac, seed)
     else:
@@ -97,11 +117,25 @@ def resolve(
         raise ForgetRequestError(
             f"The request forgets all {num_train} training samples; nothing would remain to learn from."
         )
-    return ids
+    return Request(forget=ids, withdrawn=withdrawn)
 
 
-def write_ids(ids: torch.Tensor, path: str | os.PathLike, comment: str = "") -> None:
-    from .io import atomic_write_text
-
-    header = f"# {comment}\n" if comment else ""
-    atomic_write_text(header + "".join(f"{int(i)}\n" for i in ids), path)
+def resolve(
+    splits: DatasetSplits,
+    *,
+    ids_file: Optional[str] = None,
+    frac: Optional[float] = None,
+    cls: Optional[int] = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """The forget ids of a request to *measure* (evaluate, tune): held-out ids are refused, since a model
+    that never trained on them has no membership of them to test."""
+    request = resolve_request(splits, ids_file=ids_file, frac=frac, cls=cls, seed=seed)
+    if len(request.withdrawn):
+        raise ForgetRequestError(
+            f"{ids_file}: id {int(request.withdrawn[0])} is in the held-out validation split; the model never "
+            "trained on it, so there is no membership to measure."
+        )
+    if len(request.forget) == 0:
+        raise ForgetRequestError(f"{ids_file or 'The request'} names no training id.")
+    return request.forget

@@ -65,7 +65,7 @@ def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cac
     train(model, splits.train, cfg, desc="original")
     seconds = time.perf_counter() - start
     meta = {**base_meta(model, splits, splits.train.ids), "kind": "original", "seed": seed,
-            "train_config": asdict(cfg), "times": {"online_seconds": seconds}, "forgotten_ids": []}
+            "train_config": asdict(cfg), "times": {"online_seconds": seconds}, "forgotten_count": 0}
     if cache is not None:
         meta["hash"] = save_checkpoint(cache, model, meta)
     return model, meta

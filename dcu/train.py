@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -135,6 +136,7 @@ def train(
     on_epoch: Optional[Callable[[int], None]] = None,
     on_step: Optional[Callable[[int], None]] = None,
     progress_file: Optional[str | os.PathLike] = None,
+    progress_identity: Optional[Dict] = None,
 ) -> Dict[str, List[float]]:
     """Train ``model`` in place on ``data``; returns the mean loss per epoch.
 
@@ -146,7 +148,10 @@ def train(
     ``on_step(step)`` after each optimizer step (e.g. to put back weights a hard mask freezes).
     With ``progress_file`` the full state (weights, optimiser, schedule, random generator) is saved
     atomically after every epoch and, when the file exists, training continues from it: a run killed at
-    any point and resumed ends with exactly the weights of an uninterrupted run.
+    any point and resumed ends with exactly the weights of an uninterrupted run. ``progress_identity`` (the
+    dataset, model and ids trained on) is saved with it, and a file made for anything else is refused.
+    The returned ``segment_seconds`` lists the time of every segment (one per resume), so the whole
+    training time is their sum.
     """
     if len(data) == 0:
         raise ValueError("Cannot train on an empty set of samples.")
@@ -173,13 +178,15 @@ def train(
     model.train()
     step, first_epoch = 0, 0
     if progress_file is not None and Path(progress_file).exists():
-        saved = _load_progress(progress_file, cfg)
+        saved = _load_progress(progress_file, cfg, progress_identity)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         generator.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         step, first_epoch, history = saved["step"], saved["epoch"], saved["history"]
+    history.setdefault("segment_seconds", []).append(0.0)
+    segment_start = time.perf_counter()
     micro = None
     if device.type == "cpu" and world == 1 and getattr(loss_fn, "per_sample", False):
         micro = cpu_micro_batch(model, images)
@@ -231,28 +238,35 @@ def train(
                 raise FloatingPointError(f"The training loss became {mean_loss} in epoch {epoch}; stopping ({desc}).")
             history["loss"].append(mean_loss)
             bar.set_postfix(loss=f"{mean_loss:.3f}")
+        history["segment_seconds"][-1] = time.perf_counter() - segment_start
         if progress_file is not None and rank == 0:
             from .io import atomic_save
 
-            atomic_save({"format": "dcu-train-progress", "config": asdict(cfg), "epoch": epoch + 1, "step": step,
+            atomic_save({"format": "dcu-train-progress", "config": asdict(cfg), "identity": progress_identity or {},
+                         "epoch": epoch + 1, "step": step,
                          "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "schedule": schedule.state_dict(), "generator": generator.get_state(),
                          "torch_rng": torch.get_rng_state(), "history": history}, progress_file)
         if step >= total:
             break
+    history["segment_seconds"][-1] = time.perf_counter() - segment_start
     model.eval()
     return history
 
 
-def _load_progress(path, cfg: TrainConfig) -> Dict:
-    from .io import ArtifactError, safe_load
+def _load_progress(path, cfg: TrainConfig, identity: Optional[Dict]) -> Dict:
+    from .io import ArtifactError, clip, safe_load
 
     saved = safe_load(path, what="dcu training checkpoint")
     if not isinstance(saved, dict) or saved.get("format") != "dcu-train-progress":
         raise ArtifactError(f"{path} is not a dcu training checkpoint.")
-    if saved["config"] != asdict(cfg):
-        raise ArtifactError(f"{path} is the checkpoint of a run with other settings ({saved['config']}); remove it "
-                            "or pass the same settings.")
+    if saved.get("config") != asdict(cfg):
+        raise ArtifactError(f"{path} is the checkpoint of a run with other settings ({clip(saved.get('config'), 200)}); "
+                            "remove it or pass the same settings.")
+    if identity is not None and saved.get("identity") != identity:
+        differ = sorted(k for k in identity if (saved.get("identity") or {}).get(k) != identity[k])
+        raise ArtifactError(f"{path} is the checkpoint of a run on another dataset or model (differs in "
+                            f"{', '.join(differ) or 'its identity'}); remove it or resume the run it belongs to.")
     return saved
 
 

@@ -67,7 +67,8 @@ def test_altered_weights_are_detected(tmp_path, digits, mlp):
 def test_a_checkpoint_for_another_dataset_is_refused(tmp_path, digits):
     model = dcu.create_model("mlp", in_channels=1, num_classes=5, image_size=8)
     path = tmp_path / "five.pt"
-    save_checkpoint(path, model, {**base_meta(model, digits, digits.train.ids), "num_classes": 5})
+    save_checkpoint(path, model, {**base_meta(model, digits, digits.train.ids), "num_classes": 5,
+                                  "classes": [str(c) for c in range(5)]})
     with pytest.raises(ArtifactError, match="5 classes but dataset digits has 10"):
         load_checkpoint(path, digits)
     meta = base_meta(dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8), digits, digits.train.ids)

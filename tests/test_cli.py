@@ -65,7 +65,9 @@ def test_sequential_requests_chain_and_refuse_repeats(workdir, tmp_path):
                    "--method", "finetune", "--out", str(tmp_path / "u2.pt")) == 2
     assert not (tmp_path / "u2.pt").exists()
     _, meta = dcu.load_checkpoint(tmp_path / "u1.pt")
-    assert len(meta["forgotten_ids"]) == 20 and len(meta["lineage"]) == 1
+    assert meta["forgotten_count"] == 20 and len(meta["lineage"]) == 1 and "forgotten_ids" not in meta
+    ledger = json.loads((tmp_path / "u1.ledger.json").read_text())
+    assert ledger["forgotten_ids"] == sorted(int(i) for i in first.read_text().split())
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,8 @@ def test_folder_dataset_loads_caches_and_keeps_ids(tmp_path):
     first = dcu.data.load(f"folder:{root}")
     assert first.classes == ["cat", "dog", "eel"] and first.input_shape == (3, 12, 12)
     assert len(first.train) == 18 and torch.equal(first.train.ids, torch.arange(18))
-    assert (root / ".dcu-cache.pt").exists()
+    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == sorted([f"{i:03d}.png" for i in range(6)] * 6)
+    assert list((dcu.data.cache_dir() / "datasets").glob("folder-*.pt"))   # the cache lives in $DCU_CACHE
     start = time.perf_counter()
     second = dcu.data.load(f"folder:{root}")
     assert time.perf_counter() - start < 1.0

@@ -6,8 +6,11 @@ a list of blocks, so a method can train the last few on cached activations).
 """
 from __future__ import annotations
 
+import inspect
+import math
 from typing import Any, Dict, List, Tuple
 
+import torch
 import torch.nn as nn
 
 from ..registry import Registry
@@ -16,13 +19,69 @@ MODELS = Registry("model")
 register_model = MODELS.register
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model; ``None`` values are dropped so a CLI default never overrides the model's own."""
+MAX_SIZE = 1 << 16   # no width, depth or image size of a model here comes near this
+
+
+def check_model_args(name: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """``kwargs`` for model ``name`` with ``None`` dropped, each checked against the builder's keyword
+    arguments: a known name, the type of its default, sizes in 1..65536 and factors finite and positive."""
     builder = MODELS.get(name)
-    model = builder(**{k: v for k, v in kwargs.items() if v is not None})
+    params = {p.name: p for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    out = {}
+    for key, value in kwargs.items():
+        if value is None:
+            continue
+        if key not in params:
+            raise ValueError(f"Unknown argument '{key}' for model '{name}'. Valid: {sorted(params)}.")
+        default = params[key].default
+        out[key] = _checked_arg(name, key, value, default)
+    return out
+
+
+def _checked_arg(name: str, key: str, value: Any, default: Any) -> Any:
+    where = f"model '{name}' argument {key}"
+    if isinstance(default, bool) or isinstance(value, bool):
+        if not isinstance(value, bool) or not isinstance(default, bool):
+            raise ValueError(f"{where} must be {type(default).__name__}. Got {value!r}.")
+        return value
+    if isinstance(default, int):
+        if not isinstance(value, int):
+            raise ValueError(f"{where} must be a whole number. Got {value!r}.")
+        if not 1 <= value <= MAX_SIZE:
+            raise ValueError(f"{where} must be in 1..{MAX_SIZE}. Got {value}.")
+        return value
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= MAX_SIZE:
+            raise ValueError(f"{where} must be a positive number. Got {value!r}.")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValueError(f"{where} must be a short text. Got {value!r}.")
+        return value
+    if isinstance(default, (tuple, list)):
+        if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 64:
+            raise ValueError(f"{where} must be a list of 1..64 sizes. Got {value!r}.")
+        return type(default)(_checked_arg(name, key, v, default[0]) for v in value)
+    return value
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model; ``None`` values are dropped so a CLI default never overrides the model's own.
+
+    Arguments are checked first (:func:`check_model_args`): ``width=0`` or ``width='abc'`` is refused with
+    the argument named, not a traceback from deep inside the model.
+    """
+    args = check_model_args(name, kwargs)
+    model = MODELS.get(name)(**args)
     model.arch = name
-    model.arch_args = {k: v for k, v in kwargs.items() if v is not None}
+    model.arch_args = args
     return model
+
+
+def create_on_meta(name: str, **kwargs: Any) -> nn.Module:
+    """The model built on the ``meta`` device: shapes without memory, to check a file before building it."""
+    with torch.device("meta"):
+        return create_model(name, **kwargs)
 
 
 def split_model(model: nn.Module, tail_stages: int) -> Tuple[nn.Module, nn.Module]:
