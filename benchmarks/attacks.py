@@ -24,6 +24,7 @@ from dcu.evaluate import provenance, run_attack  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import forget_requests, preset_original  # noqa: E402
 from dcu.presets import method_settings  # noqa: E402
+from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 from dcu.train import TrainConfig, accuracy  # noqa: E402
 
@@ -63,7 +64,9 @@ def main(argv=None) -> int:
                                                    "the rows already in --out for the same preset and seed")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/attacks-<preset>.json)")
     parser.add_argument("--quiet", action="store_true")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     set_quiet(args.quiet)
 
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)

@@ -27,6 +27,7 @@ from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import prepare_splits, train_original  # noqa: E402
 from dcu.presets import get_preset, method_settings  # noqa: E402
+from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,7 +64,6 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-runs", type=int, default=3)
     parser.add_argument("--protocol", default="dc-300ep")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="where dc, dsa, dm and the evaluation run (cpu, cuda, auto)")
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE")
@@ -73,10 +73,10 @@ def main(argv=None) -> int:
                                                          "under another protocol)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--quiet", action="store_true")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     set_quiet(args.quiet)
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     overrides = method_settings(args.set)
 

@@ -29,6 +29,7 @@ from dcu.device import resolve_device  # noqa: E402
 from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.models import create_model  # noqa: E402
+from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 from dcu.train import TrainConfig, accuracy, train  # noqa: E402
 
@@ -129,7 +130,9 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=15, help="epochs of the original and of retraining")
     parser.add_argument("--out", default=None)
     parser.add_argument("--quiet", action="store_true")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     set_quiet(args.quiet)
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else RESULTS / f"gpu-{device.type}{'-tiny' if args.tiny else ''}.json"

@@ -24,6 +24,7 @@ from dcu.forget import random_ids  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.pipeline import prepare_splits, train_original  # noqa: E402
 from dcu.presets import get_preset  # noqa: E402
+from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,7 +44,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--limit-gib", type=float, default=4.0)
     parser.add_argument("--quiet", action="store_true")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     set_quiet(args.quiet)
     steps = []
 

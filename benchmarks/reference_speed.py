@@ -29,6 +29,7 @@ from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.pipeline import prepare_splits  # noqa: E402
 from dcu.presets import get_preset  # noqa: E402
+from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -103,7 +104,9 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the reference takes the GPU when there is one)")
     parser.add_argument("--out", default=None)
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     set_quiet(True)
     reference = Path(args.reference).resolve()
     if not (reference / "main_DM.py").exists():

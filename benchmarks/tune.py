@@ -28,6 +28,7 @@ from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json  # noqa: E402
 from dcu.pipeline import forget_requests, preset_original  # noqa: E402
 from dcu.presets import TUNED  # noqa: E402
+from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 from dcu.train import TrainConfig  # noqa: E402
 
@@ -78,12 +79,11 @@ def main(argv=None) -> int:
     parser.add_argument("--write-defaults", action="store_true",
                         help="ship each chosen setting in dcu/tuned/<preset>.json")
     parser.add_argument("--tuned-dir", default=str(TUNED), help=argparse.SUPPRESS)   # tests write elsewhere
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--quiet", action="store_true")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     set_quiet(args.quiet)
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     bound = args.forget_bound if args.forget_bound is not None else (0.02 if args.scenario == "class" else None)
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)

@@ -22,12 +22,11 @@ from pathlib import Path
 # This file shares its name with the `unlearn` package: keep its own folder off the import path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
-
 from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text
 from dcu.pipeline import add_reference_columns, compare, table
 from dcu.presets import method_settings
+from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -79,7 +78,6 @@ def main(argv=None) -> int:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--methods", default="retrain,finetune,dcu",
                         help="comma-separated, or 'all' (every registered method, retrain first)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--scenario", default="random", choices=["random", "class", "sequential"],
                         help="random 10%% (the preset's fraction), one whole class, or 5 sequential requests of 2%%")
     parser.add_argument("--data-root", default=None)
@@ -93,11 +91,11 @@ def main(argv=None) -> int:
                         help="rerun only --methods on seeds already in the JSON file, keeping their other rows "
                              "(retrain included: the gaps and RTE are taken against it)")
     parser.add_argument("--quiet", action="store_true")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    set_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     set_quiet(args.quiet)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     methods = args.methods.split(",")
     if args.methods == "all":
         from unlearn import list_unlearners

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Dict
 
-from dcu.device import resolve_device
+from dcu.device import add_threads_argument, resolve_device, set_threads
 from dcu.evaluate import provenance
 from dcu.io import atomic_write_json, atomic_write_text
 from dcu.plots import comparison_bars
@@ -22,6 +22,7 @@ def parser(doc: str, out_dir: str, methods: str = "retrain,finetune,dcu") -> arg
     p.add_argument("--data-root", default=None)
     p.add_argument("--out-dir", default=out_dir)
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
+    add_threads_argument(p)
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -29,6 +30,7 @@ def parser(doc: str, out_dir: str, methods: str = "retrain,finetune,dcu") -> arg
 def start(args) -> Path:
     """Silence the progress bars if asked, resolve ``args.device`` and make the output folder."""
     set_quiet(args.quiet)
+    set_threads(args.threads)
     args.device = resolve_device(args.device)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
