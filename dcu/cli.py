@@ -652,6 +652,32 @@ def cmd_demo(args) -> int:
 LEDGER_HELP = "the model's request ledger (default MODEL.ledger.json beside --model)"
 
 
+def cmd_stores(args) -> int:
+    """Which stores dcu keeps still hold the ids a ledger removed: condensed sets that summarise them, shadow
+    stores whose models trained on them (a model trained on a sample is a copy of it for an attacker)."""
+    from condense import load_condensed
+    from inversion_attacks.shadow import ShadowStore
+
+    raw = json.loads(Path(args.ledger).read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.get("format") != "dcu-ledger":
+        raise ValueError(f"{args.ledger} is not a dcu request ledger.")
+    deleted = torch.tensor(sorted(set(raw.get("forgotten_ids", [])) | set(raw.get("withdrawn_ids", []))),
+                           dtype=torch.long)
+    report: Dict[str, Any] = {"ledger": args.ledger, "deleted_ids": len(deleted), "condensed": {}, "shadows": {}}
+    for path in args.condensed:
+        cset = load_condensed(path)
+        report["condensed"][path] = {"holds": int(torch.isin(cset.members, deleted).sum())}
+    for path in args.shadows:
+        store = ShadowStore(path)
+        trained = store.trained_on(deleted)
+        entry = {"models_trained_on_deleted_ids": sorted(trained), "of": len(store.done())}
+        if args.prune and trained:
+            entry["pruned"] = store.prune(deleted)
+        report["shadows"][path] = entry
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_export(args) -> int:
     """Plain weights for sharing: safetensors with the architecture and normalisation, and nothing of the
     requests the model answered (no ids, counts, digests or lineage)."""
@@ -821,6 +847,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "at most this (e.g. 0.02 for a whole class); default: the smallest sum of objectives")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_tune)
+
+    p = command("stores", "Report which condensed sets and shadow stores still hold ids a request ledger removed.")
+    p.add_argument("--ledger", required=True, help="the request ledger of the latest unlearned model")
+    p.add_argument("--condensed", action="append", default=[], metavar="FILE", help="a condensed set (repeatable)")
+    p.add_argument("--shadows", action="append", default=[], metavar="DIR", help="a shadow store (repeatable)")
+    p.add_argument("--prune", action="store_true",
+                   help="delete the shadow models trained on those ids; `dcu shadows` then retrains them without")
+    p.set_defaults(func=cmd_stores)
 
     p = command("export", "Write a model's weights as safetensors for sharing, with no request data.")
     p.add_argument("model")

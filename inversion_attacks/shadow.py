@@ -85,9 +85,35 @@ class ShadowStore:
         return cls(path)
 
     def mask(self, index: int) -> torch.Tensor:
-        """Shadow ``index``'s training half of the pool (seeded, so every shard draws the same masks)."""
+        """Shadow ``index``'s training half of the pool (seeded, so every shard draws the same masks), less any
+        id pruned from the store after a deletion request."""
         gen = torch.Generator().manual_seed(self.manifest["seed"] * 100_003 + index)
-        return torch.rand(len(self.pool), generator=gen) < 0.5
+        excluded = torch.tensor(self.manifest.get("excluded_ids", []), dtype=torch.long)
+        return (torch.rand(len(self.pool), generator=gen) < 0.5) & ~torch.isin(self.pool, excluded)
+
+    # --- deletion requests ----------------------------------------------------------------------------
+    def trained_on(self, ids: torch.Tensor) -> Dict[int, int]:
+        """Shadow index -> how many of ``ids`` its stored model trained on (such a model is a copy of them)."""
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        pos = self.positions(ids[self.contains(ids)]) if len(ids) else torch.empty(0, dtype=torch.long)
+        out = {}
+        for i in self.done():
+            saved = safe_load(self.file(i), what="dcu shadow model")
+            count = int(saved["mask"][pos].sum()) if isinstance(saved, dict) and "mask" in saved else 0
+            if count:
+                out[i] = count
+        return out
+
+    def prune(self, ids: torch.Tensor) -> list:
+        """Delete every shadow that trained on any of ``ids`` and exclude them from this store's masks, so
+        `dcu shadows` retrains those shadows without them. Returns the deleted indices."""
+        hit = sorted(self.trained_on(ids))
+        excluded = sorted(set(self.manifest.get("excluded_ids", [])) | set(torch.as_tensor(ids).tolist()))
+        self.manifest["excluded_ids"] = excluded
+        atomic_write_json(self.manifest, self.path / MANIFEST)
+        for i in hit:
+            self.file(i).unlink(missing_ok=True)
+        return hit
 
     def file(self, index: int) -> Path:
         return self.path / f"shadow-{index:04d}.pt"

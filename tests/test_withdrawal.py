@@ -87,3 +87,30 @@ def test_a_method_that_ignores_the_condensed_set_still_refreshes_it(work, tmp_pa
     forgotten = torch.tensor(json.loads((tmp_path / "u.ledger.json").read_text())["forgotten_ids"])
     refreshed = dcu.io.safe_load(tmp_path / "c.pt")
     assert not torch.isin(refreshed["members"], forgotten).any()
+
+
+def test_stores_report_and_prune_what_holds_deleted_ids(work, tmp_path, capsys):
+    from inversion_attacks.shadow import ShadowStore
+
+    store = tmp_path / "store"
+    assert dcu_cli("shadows", "--dataset", "digits", "--model", str(work / "original.pt"), "--count", "2",
+                   "--out", str(store)) == 0
+    splits = dcu.data.load("digits").holdout(0.1, seed=0)
+    request = tmp_path / "r.txt"
+    request.write_text(f"{int(splits.train.ids[3])}\n{int(splits.val.ids[2])}\n")
+    assert dcu_cli("forget", "--dataset", "digits", "--model", str(work / "original.pt"), "--ids", str(request),
+                   "--method", "finetune", "--set", "epochs=1", "--out", str(tmp_path / "u.pt")) == 0
+    ledger = str(tmp_path / "u.ledger.json")
+    capsys.readouterr()
+    assert dcu_cli("stores", "--ledger", ledger, "--condensed", str(work / "condensed.pt"), "--shadows", str(store)) == 0
+    report = json.loads(capsys.readouterr().out)
+    # the original's condensed set summarises the forgotten training id; each id is in about half the shadows
+    assert report["deleted_ids"] == 2 and report["condensed"][str(work / "condensed.pt")]["holds"] == 1
+    trained = report["shadows"][str(store)]["models_trained_on_deleted_ids"]
+    expected = sorted(ShadowStore(store).trained_on(torch.tensor([int(splits.train.ids[3]), int(splits.val.ids[2])])))
+    assert trained == expected and trained   # with two shadows on random halves, at least one saw one of two ids
+    assert dcu_cli("stores", "--ledger", ledger, "--shadows", str(store), "--prune") == 0
+    assert json.loads(capsys.readouterr().out)["shadows"][str(store)]["pruned"] == trained
+    assert dcu_cli("shadows", "--dataset", "digits", "--model", str(work / "original.pt"), "--count", "2",
+                   "--out", str(store)) == 0   # retrained without the deleted ids
+    assert ShadowStore(store).trained_on(torch.tensor([int(splits.train.ids[3]), int(splits.val.ids[2])])) == {}
