@@ -652,6 +652,80 @@ def cmd_demo(args) -> int:
 LEDGER_HELP = "the model's request ledger (default MODEL.ledger.json beside --model)"
 
 
+def _store_condensed(path: Path, splits, model, meta: Dict[str, Any], ipc: int, seed: int):
+    """The fdm condensed set an audit's methods share (offline, once), kept in the ensemble store."""
+    from condense import get_condenser, load_condensed
+
+    if path.exists():
+        cset = load_condensed(path)
+        if cset.source.get("model_hash") == meta["hash"] and cset.config.get("ipc") == ipc:
+            return cset
+    cset = get_condenser("fdm", ipc=ipc, seed=seed).condense(splits, model, meta["hash"])
+    cset.source["holdout"] = meta.get("holdout")
+    cset.save(path)
+    return cset
+
+
+def cmd_audit(args) -> int:
+    """Build what is missing of the ensembles for this shard, then (once the store is complete) score them."""
+    from .audit import EnsembleStore, fill, scorecard
+    from .evaluate import provenance
+    from .forget import resolve
+    from .io import atomic_write_json
+    from .presets import method_settings
+    from unlearn import get_unlearner
+
+    model, meta, splits, requests = _load_model(args, ledger=args.ledger)
+    if len(requests.forgotten):
+        raise ValueError(f"{args.model} already answered forget requests; audit from the original it came from.")
+    try:
+        part, parts = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects i/n, e.g. 0/4. Got '{clip(args.shard, 40)}'.") from None
+    if not 0 <= part < parts:
+        raise ValueError(f"--shard expects i/n with 0 <= i < n. Got '{args.shard}'.")
+    forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
+    methods = [m for m in args.methods.split(",") if m and m != "retrain"]
+    out = Path(args.out)
+    store_dir = Path(args.store) if args.store else out.with_name(out.stem + "-ensembles")
+    figure = out.with_suffix(".png")
+    condensed = None
+    if args.condensed:
+        from condense import load_condensed
+
+        condensed = load_condensed(args.condensed)
+        condensed.check_fits(splits, args.condensed)
+    with _writing({"--out": out, "the store's manifest": store_dir / "manifest.json",
+                   **({"the figure": figure} if args.plots else {})},
+                  {**_model_inputs(args), "--condensed": args.condensed, "--ids": args.ids}):
+        store = EnsembleStore.create(store_dir, splits, meta, forget_ids, seed=args.seed)
+        if condensed is None and any(get_unlearner(m).requires_condensed for m in methods):
+            condensed = _store_condensed(store_dir / "condensed.pt", splits, model, meta, args.ipc, args.seed)
+        fill(store, splits, model, meta, methods=methods, models=args.models, retrains=2 * args.models,
+             originals=args.originals, condensed=condensed, settings=method_settings(args.set), shard=(part, parts))
+        missing = [m for m in ["retrain"] + methods
+                   if len(store.seeds("retrain" if m == "retrain" else "unlearn", m)) <
+                   (2 if m == "retrain" else 1) * args.models]
+        if missing:
+            log.info("Shard %d/%d done; the store %s still lacks models of %s (other shards).", part, parts, store_dir,
+                     ", ".join(missing))
+            return 0
+        card = {**provenance(), **scorecard(store, splits, methods=methods),
+                "settings": method_settings(args.set), "forget_request": {"count": len(forget_ids)}}
+        atomic_write_json(card, out)
+        if args.plots:
+            from .plots import audit_figure
+
+            audit_figure(card, figure, title=f"{splits.name}: {len(forget_ids)} forget examples, "
+                                             f"{card['models_per_ensemble']} models per ensemble")
+    for name, row in card["rows"].items():
+        log.info("%-32s forgetting score %.3f (F %.3f)  U-LiRA AUC %.3f  KLoM forget %.2f  retain %.3f  test %.3f",
+                 name, row["forgetting_score"], row["forgetting_quality"], row["ulira"]["auc"], row["klom"]["forget"],
+                 row["retain_acc"], row["test_acc"])
+    log.info("Scorecard -> %s", out)
+    return 0
+
+
 def cmd_stores(args) -> int:
     """Which stores dcu keeps still hold the ids a ledger removed: condensed sets that summarise them, shadow
     stores whose models trained on them (a model trained on a sample is a copy of it for an attacker)."""
@@ -847,6 +921,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "at most this (e.g. 0.02 for a whole class); default: the smallest sum of objectives")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_tune)
+
+    p = command("audit", "The per-example audit: ensembles of retrained and unlearned models scored per example "
+                         "(the challenge's forgetting score, U-LiRA, KLoM) beside the retrain-vs-retrain ceiling.")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the original model the methods unlearn from")
+    _add_forget_args(p)
+    p.add_argument("--methods", default="dcu,finetune", help="comma-separated unlearning methods to audit")
+    p.add_argument("--models", type=_number(int, 2), default=8, help="models per ensemble (retrain gets twice as many: "
+                                                                    "two halves give the ceiling)")
+    p.add_argument("--originals", type=NON_NEGATIVE, default=0,
+                   help="also train this many originals from other seeds (the memorisation signal)")
+    p.add_argument("--condensed", default=None, help="condensed retain set, for methods that use one (default: "
+                                                     "fdm with --ipc, made once and kept in the store)")
+    p.add_argument("--ipc", type=POSITIVE, default=10, help="images per class of that fdm set (default 10)")
+    p.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="a method setting")
+    p.add_argument("--store", default=None, help="the ensemble store folder (default OUT-ensembles beside --out)")
+    p.add_argument("--shard", default="0/1", help="build only models k with k %% n == i (default 0/1: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the retain and test samples the store queries")
+    p.add_argument("--plots", action="store_true", help="also write the figure (ε histogram, U-LiRA ROC, KLoM)")
+    p.add_argument("--ledger", default=None, help=LEDGER_HELP)
+    p.add_argument("--out", required=True, help="scorecard.json")
+    p.set_defaults(func=cmd_audit)
 
     p = command("stores", "Report which condensed sets and shadow stores still hold ids a request ledger removed.")
     p.add_argument("--ledger", required=True, help="the request ledger of the latest unlearned model")

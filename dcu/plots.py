@@ -130,3 +130,41 @@ def inversion_pairs(inverted: torch.Tensor, nearest: torch.Tensor, labels: torch
     if title:
         fig.suptitle(title, fontsize=8)
     return _save(fig, path)
+
+
+def audit_figure(card: Dict, path: str | os.PathLike, title: str = "") -> Path:
+    """The per-example audit in three panels: the distribution of ε over the forget set, U-LiRA's ROC on log
+    axes (down to the FPR the number of scored pairs supports), and the per-example KL of margins."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 3.8))
+    rows = card["rows"]
+    styles = {name: ("--" if name.startswith("ceiling") else "-") for name in rows}
+    eps_bins = np.arange(0, 8.25, 0.25)
+    for name, row in rows.items():
+        eps = np.clip(np.asarray(row["epsilons"]), 0, 8)
+        axes[0].hist(eps, bins=eps_bins, histtype="step", linewidth=1.6, linestyle=styles[name],
+                     label=f"{name} (F={row['forgetting_quality']:.3f})")
+        roc = row["ulira"].get("roc")
+        if roc:
+            fpr, tpr = np.asarray(roc["fpr"]), np.asarray(roc["tpr"])
+            keep = fpr >= 1.0 / max(row["ulira"].get("pairs", 100), 1)
+            axes[1].plot(fpr[keep], np.maximum(tpr[keep], 1e-4), linestyle=styles[name],
+                         label=f"{name} (AUC {row['ulira']['auc']:.3f})")
+        kl = np.asarray(row.get("klom_forget_per_example", []))
+        if len(kl):
+            axes[2].hist(kl, bins=30, histtype="step", linewidth=1.6, linestyle=styles[name], label=name)
+    axes[1].plot([1e-4, 1], [1e-4, 1], color="0.6", linewidth=0.8)
+    axes[0].set(xlabel="per-example ε (capped at 8 for display)", ylabel="forget examples",
+                title="Forgetting score: ε per example")
+    axes[1].set(xscale="log", yscale="log", xlabel="false positive rate", ylabel="true positive rate",
+                title="U-LiRA: was this model unlearned?")
+    axes[2].set(xlabel="KL of margins, unlearned ‖ retrained", ylabel="forget examples",
+                title="KLoM per example (forget set)")
+    for ax in axes:
+        ax.legend(fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,236 @@
+"""The many-model, per-example audit: ensembles of retrained, unlearned and original models, and the
+scorecard computed from their stored logits (orchestration: it looks methods up by name).
+
+An :class:`EnsembleStore` is a folder: ``manifest.json`` (dataset, the original's hash, the forget ids'
+digest, the query ids) and one file per model, ``<kind>-<method>-<seed>.pt``, holding that model's logits on
+the query images (the forget set, a sample of the retain set, the held-out split, a sample of the test set),
+its accuracies and its time. Files are written atomically, so a stopped run resumes where it was, and
+``shard=(i, n)`` lets n processes fill one store (model k of each ensemble belongs to shard k mod n). Scores
+read the stored logits only: a new score needs no training.
+
+    store = EnsembleStore.create(path, splits, original_meta, forget_ids)
+    fill(store, splits, original, original_meta, methods=["finetune"], models=8)
+    card = scorecard(store, splits, methods=["finetune"])
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from .data import DatasetSplits, ImageSet
+from .io import ArtifactError, atomic_save, atomic_write_json, ids_hash, safe_load
+from .models import create_model
+from .progress import progress, quiet
+from .train import TrainConfig, accuracy, predict, train
+
+MANIFEST = "manifest.json"
+FORMAT = "dcu-ensemble"
+KINDS = ("retrain", "unlearn", "original", "source")   # source: the original being unlearned, stored once
+
+
+class EnsembleStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        manifest = self.path / MANIFEST
+        if not manifest.is_file():
+            raise FileNotFoundError(f"{self.path} is not an ensemble store (no {MANIFEST}); make one with `dcu audit`.")
+        try:
+            self.manifest: Dict[str, Any] = json.loads(manifest.read_text())
+        except json.JSONDecodeError as err:
+            raise ArtifactError(f"{manifest} is not an ensemble manifest ({err}).") from None
+        if not isinstance(self.manifest, dict) or self.manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{manifest} is not a dcu ensemble manifest.")
+        self.forget_ids = torch.tensor(self.manifest["forget_ids"], dtype=torch.long)
+        self.retain_ids = torch.tensor(self.manifest["retain_ids"], dtype=torch.long)
+        self.val_ids = torch.tensor(self.manifest["val_ids"], dtype=torch.long)
+        self.test_positions = torch.tensor(self.manifest["test_positions"], dtype=torch.long)
+
+    @classmethod
+    def create(cls, path: str | Path, splits: DatasetSplits, meta: Dict[str, Any], forget_ids: torch.Tensor, *,
+               retain_sample: int = 1000, test_sample: int = 1000, seed: int = 0) -> "EnsembleStore":
+        """A new store for models that answer ``forget_ids`` from the original ``meta`` describes; reopening a
+        store made for the same original and request is allowed (a stopped run, another shard)."""
+        path = Path(path)
+        forget_ids = torch.sort(torch.as_tensor(forget_ids, dtype=torch.long)).values
+        gen = torch.Generator().manual_seed(seed)
+        retain_ids = splits.train.without(forget_ids).ids
+        retain_ids = torch.sort(retain_ids[torch.randperm(len(retain_ids), generator=gen)[:retain_sample]]).values
+        test_positions = torch.sort(torch.randperm(len(splits.test), generator=gen)[:test_sample]).values
+        val_ids = splits.val.ids if splits.val is not None else torch.empty(0, dtype=torch.long)
+        manifest = {"format": FORMAT, "dataset": splits.name, "num_ids": splits.num_ids,
+                    "original_hash": meta["hash"], "forget_hash": ids_hash(forget_ids),
+                    "arch": meta["arch"], "arch_args": meta["arch_args"], "train_config": meta["train_config"],
+                    "forget_ids": forget_ids.tolist(), "retain_ids": retain_ids.tolist(),
+                    "val_ids": val_ids.tolist(), "test_positions": test_positions.tolist()}
+        manifest = json.loads(json.dumps(manifest))
+        existing = path / MANIFEST
+        if existing.exists():
+            old = cls(path).manifest
+            differ = [k for k in ("dataset", "num_ids", "original_hash", "forget_hash", "arch", "arch_args")
+                      if old.get(k) != manifest[k]]
+            if differ:
+                raise ArtifactError(f"{path} holds an ensemble store for another original or request "
+                                    f"({', '.join(differ)}); use another folder.")
+        else:
+            atomic_write_json(manifest, existing)
+        return cls(path)
+
+    def check_fits(self, splits: DatasetSplits, meta: Dict[str, Any]) -> None:
+        if self.manifest["dataset"] != splits.name or self.manifest["num_ids"] != splits.num_ids:
+            raise ArtifactError(f"{self.path} was made for {self.manifest['dataset']}, not {splits.name}.")
+        if self.manifest["original_hash"] != meta["hash"]:
+            raise ArtifactError(f"{self.path} was made for original {self.manifest['original_hash']}, not "
+                                f"{meta['hash']}.")
+
+    def file(self, kind: str, method: str, seed: int) -> Path:
+        return self.path / f"{kind}-{method}-{seed:04d}.pt"
+
+    def seeds(self, kind: str, method: str) -> List[int]:
+        """The seeds of the models of one ensemble that are in the store."""
+        return sorted(int(p.stem.rsplit("-", 1)[1]) for p in self.path.glob(f"{kind}-{method}-*.pt"))
+
+    def add(self, kind: str, method: str, seed: int, model: nn.Module, splits: DatasetSplits, seconds: float) -> None:
+        retain = splits.train.subset(self.retain_ids)
+        forget = splits.train.subset(self.forget_ids)
+        record = {"format": "dcu-ensemble-member", "kind": kind, "method": method, "seed": seed, "seconds": seconds}
+        for name, images in self.query_images(splits).items():
+            record[f"logits_{name}"] = predict(model, images).half()
+        record.update(retain_acc=accuracy(model, retain), forget_acc=accuracy(model, forget),
+                      test_acc=accuracy(model, splits.test.subset(splits.test.ids[self.test_positions])))
+        atomic_save(record, self.file(kind, method, seed))
+
+    def query_images(self, splits: DatasetSplits) -> Dict[str, torch.Tensor]:
+        parts = {"forget": splits.train.subset(self.forget_ids).images,
+                 "retain": splits.train.subset(self.retain_ids).images,
+                 "test": splits.test.images[self.test_positions]}
+        if len(self.val_ids):
+            parts["val"] = splits.val.subset(self.val_ids).images
+        return parts
+
+    def bank(self, kind: str, method: str) -> Dict[str, Any]:
+        """Every stored model of one ensemble: logits per query split (models, examples, classes), accuracies,
+        seconds."""
+        seeds = self.seeds(kind, method)
+        if not seeds:
+            raise ValueError(f"{self.path} holds no {kind} models for '{method}'; fill it first.")
+        records = []
+        for seed in seeds:
+            saved = safe_load(self.file(kind, method, seed), what="dcu ensemble member")
+            if not isinstance(saved, dict) or saved.get("format") != "dcu-ensemble-member":
+                raise ArtifactError(f"{self.file(kind, method, seed)} is not a dcu ensemble member.")
+            records.append(saved)
+        out: Dict[str, Any] = {"seeds": seeds}
+        for key in records[0]:
+            if key.startswith("logits_"):
+                out[key[len("logits_"):]] = torch.stack([r[key].float() for r in records])
+        for key in ("retain_acc", "forget_acc", "test_acc", "seconds"):
+            out[key] = torch.tensor([float(r[key]) for r in records])
+        return out
+
+
+def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta: Dict[str, Any], *,
+         methods: Iterable[str], models: int, retrains: Optional[int] = None, originals: int = 0, condensed=None,
+         settings: Optional[Dict[str, Dict[str, Any]]] = None, shard: Tuple[int, int] = (0, 1),
+         first_seed: int = 0) -> List[Tuple[str, str, int]]:
+    """Train what is missing of this shard: ``retrains`` (default ``models``) retrained models and, per method,
+    ``models`` unlearned models (seeds ``first_seed ...``), and ``originals`` models trained on everything from
+    other training seeds; the original itself is stored once (the "no unlearning" row)."""
+    from unlearn import get_unlearner
+
+    store.check_fits(splits, meta)
+    part, parts = shard
+    if not 0 <= part < parts:
+        raise ValueError(f"shard must be i/n with 0 <= i < n. Got {part}/{parts}.")
+    forget_ids = store.forget_ids
+    forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
+    train_cfg = TrainConfig(**meta["train_config"])
+    settings = settings or {}
+    todo = [("retrain", "retrain", first_seed + k) for k in range(retrains or models)]
+    todo += [("unlearn", m, first_seed + k) for m in methods if m != "retrain" for k in range(models)]
+    todo += [("original", "original", 1000 + first_seed + k) for k in range(originals)]
+    todo = [t for i, t in enumerate(todo) if i % parts == part and not store.file(*t).exists()]
+    done = []
+    if part == 0 and not store.file("source", "original", 0).exists():   # "no unlearning": the original itself
+        store.add("source", "original", 0, original, splits, 0.0)
+    for kind, method, seed in progress(todo, desc="ensembles", unit="model"):
+        start = time.perf_counter()
+        with quiet():
+            if kind == "original":
+                torch.manual_seed(seed)
+                model = create_model(meta["arch"], **meta["arch_args"])
+                train(model, splits.train, TrainConfig(**{**asdict(train_cfg), "seed": seed}), desc="original")
+            else:
+                unlearner = get_unlearner(method, train_config=train_cfg, seed=seed, **settings.get(method, {}))
+                uses_set = unlearner.requires_condensed or (condensed is not None and unlearner.uses_retain)
+                model = unlearner.unlearn(original, retain, forget, condensed=condensed if uses_set else None,
+                                          val=splits.val)
+        store.add(kind, method, seed, model, splits, time.perf_counter() - start)
+        done.append((kind, method, seed))
+    return done
+
+
+def _labels(splits: DatasetSplits, store: EnsembleStore) -> Dict[str, torch.Tensor]:
+    labels = {"forget": splits.train.subset(store.forget_ids).labels,
+              "retain": splits.train.subset(store.retain_ids).labels,
+              "test": splits.test.labels[store.test_positions]}
+    if len(store.val_ids):
+        labels["val"] = splits.val.subset(store.val_ids).labels
+    return labels
+
+
+def _row(bank: Dict[str, Any], reference: Dict[str, Any], labels: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    """Every score of one ensemble against the reference retrain ensemble (same number of models)."""
+    from inversion_attacks.ensemble import forgetting_score, klom, ulira
+
+    n = min(len(bank["seeds"]), len(reference["seeds"]))
+    take = lambda b, split: b[split][:n]   # noqa: E731
+    ratios = (float(bank["retain_acc"][:n].mean() / reference["retain_acc"][:n].mean())
+              * float(bank["test_acc"][:n].mean() / reference["test_acc"][:n].mean()))
+    score = forgetting_score(take(bank, "forget"), take(reference, "forget"), labels["forget"], accuracy_ratios=ratios)
+    u_lira = ulira(take(bank, "forget"), take(reference, "forget"), labels["forget"])
+    kl = {split: klom(take(bank, split), take(reference, split), labels[split])
+          for split in ("forget", "retain", "val") if split in labels}
+    row = {"models": n, "forgetting_score": score.value, **{k: v for k, v in score.extra.items() if k != "models"},
+           "ulira": {**u_lira.summary(), "pairs": 2 * n * len(labels["forget"])},
+           "klom": {split: result.value for split, result in kl.items()},
+           **{k: float(bank[k][:n].mean()) for k in ("retain_acc", "forget_acc", "test_acc", "seconds")},
+           "epsilons": score.per_example.tolist(), "klom_forget_per_example": kl["forget"].per_example.tolist()}
+    row["ulira"].pop("name", None)
+    return row
+
+
+def scorecard(store: EnsembleStore, splits: DatasetSplits, *, methods: Iterable[str]) -> Dict[str, Any]:
+    """The per-example verdict for every method in the store, beside the retrain-vs-retrain ceiling and the
+    untouched originals (when the store has them): the retrain ensemble is split in two halves, the second
+    half is the reference for every row, the first half is the ceiling's stand-in for a perfect method."""
+    labels = _labels(splits, store)
+    retrained = store.bank("retrain", "retrain")
+    half = len(retrained["seeds"]) // 2
+    if half < 2:
+        raise ValueError(f"{store.path} holds {len(retrained['seeds'])} retrained models; the audit needs at least 4 "
+                         "(two halves of 2).")
+    split_bank = lambda b, s: {k: (v[s] if isinstance(v, torch.Tensor) else v[s]) for k, v in b.items()}  # noqa: E731
+    first, reference = split_bank(retrained, slice(0, half)), split_bank(retrained, slice(half, 2 * half))
+    card: Dict[str, Any] = {"store": str(store.path), "dataset": splits.name, "models_per_ensemble": half,
+                            "forget": len(store.forget_ids), "retain_sample": len(store.retain_ids),
+                            "val": len(store.val_ids), "test_sample": len(store.test_positions),
+                            "reference": {k: float(reference[k].mean()) for k in ("retain_acc", "forget_acc",
+                                                                                  "test_acc", "seconds")},
+                            "rows": {"ceiling (retrain vs retrain)": _row(first, reference, labels)}}
+    for method in methods:
+        if method != "retrain":
+            card["rows"][method] = _row(store.bank("unlearn", method), reference, labels)
+    if store.seeds("source", "original"):   # doing nothing: the one original, as an ensemble of copies
+        source = store.bank("source", "original")
+        copies = {k: (v.expand(half, *v.shape[1:]) if isinstance(v, torch.Tensor) else v * half)
+                  for k, v in source.items()}
+        card["rows"]["original (no unlearning)"] = _row(copies, reference, labels)
+    if store.seeds("original", "original"):   # trained on the forget set, from other seeds: the memorisation signal
+        card["rows"]["originals, other training seeds"] = _row(store.bank("original", "original"), reference, labels)
+    return card

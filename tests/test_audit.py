@@ -1,0 +1,108 @@
+"""The many-model, per-example audit: the challenge's ε and forgetting score, U-LiRA and KLoM from model
+ensembles, and the ordering that makes them meaningful on digits."""
+import json
+import math
+from dataclasses import asdict
+
+import pytest
+import torch
+
+import dcu
+from dcu.audit import EnsembleStore, fill, scorecard
+from dcu.checkpoint import base_meta
+from dcu.cli import main
+from dcu.forget import random_ids
+from inversion_attacks.ensemble import binned_kl, epsilon_points, epsilons, example_epsilon, ulira
+
+from conftest import SMOKE_TRAIN, train_mlp
+
+
+def test_epsilon_is_small_for_one_distribution_and_capped_for_separated_ones():
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(64, 40, generator=gen, dtype=torch.float64) for _ in range(2))
+    same, shifted = epsilons(a, b), epsilons(a, b + 10)
+    # the max over many thresholds is biased up even for one distribution (why the ceiling is shown)
+    assert float(same.median()) < 2.0
+    assert torch.all(shifted == 50.0)                         # perfect separation: the cap
+    assert float(epsilons(a, b + 1).median()) > float(same.median()) + 1.0
+    # a point mass against a spread sample is the "peaky" case: the cap as well
+    assert example_epsilon(torch.full((16,), 2.0, dtype=torch.float64), a[:16, 0]) == 50.0
+
+
+def test_epsilon_points_follow_the_reference_bins():
+    eps = torch.tensor([0.3, 0.7, 1.2, 1.9, 2.0, 50.0], dtype=torch.float64)
+    # 8 models: bins of 0.5 up to ceil(ln 7) = 2, worth 1, 1/2, 1/4, 1/8, then nothing
+    assert epsilon_points(eps, 8).tolist() == [1.0, 0.5, 0.25, 0.125, 0.0, 0.0]
+    assert epsilon_points(eps, 2).tolist() == [0.0] * 6        # ceil(ln 1) = 0: no bin at all
+    assert math.ceil(math.log(127)) == 5 and epsilon_points(torch.tensor([4.9]), 128).item() == 0.5 ** 9
+
+
+def test_klom_and_ulira_see_a_shift_and_not_noise():
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(200, generator=gen)
+    assert binned_kl(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert binned_kl(a, a + 3) > 1.0
+    labels = torch.zeros(30, dtype=torch.long)
+    base = torch.randn(16, 30, 2, generator=gen)
+    other = torch.randn(16, 30, 2, generator=gen)
+    assert abs(ulira(base, other, labels).value - 0.5) < 0.1
+    moved = other.clone()
+    moved[..., 0] += 6   # the unlearned ensemble is far more confident in the true class
+    assert ulira(moved, other, labels).value > 0.95
+
+
+@pytest.fixture(scope="module")
+def audited(noisy_digits, tmp_path_factory):
+    original = train_mlp(noisy_digits)
+    meta = {**base_meta(original, noisy_digits, noisy_digits.train.ids), "hash": "digits-noisy-0",
+            "train_config": asdict(SMOKE_TRAIN)}
+    store = EnsembleStore.create(tmp_path_factory.mktemp("ensembles"), noisy_digits, meta,
+                                 random_ids(noisy_digits.train.ids, 0.1, 0))
+    fill(store, noisy_digits, original, meta, methods=["finetune"], models=8, retrains=16,
+         settings={"finetune": {"epochs": 2, "lr": 0.01}})
+    return store, noisy_digits, meta
+
+
+def test_scores_order_retrain_above_a_weak_finetune_above_doing_nothing(audited):
+    store, splits, _ = audited
+    card = scorecard(store, splits, methods=["finetune"])
+    rows = card["rows"]
+    ceiling, weak, nothing = rows["ceiling (retrain vs retrain)"], rows["finetune"], rows["original (no unlearning)"]
+    assert card["models_per_ensemble"] == 8 and ceiling["models"] == weak["models"] == 8
+    # the challenge's score: retrain near its ceiling, the untouched original at 0, a weak fine-tune between
+    assert ceiling["forgetting_quality"] > weak["forgetting_quality"] > nothing["forgetting_quality"]
+    assert nothing["forgetting_quality"] == 0.0
+    assert ceiling["forgetting_quality"] > 2 * weak["forgetting_quality"]
+    # U-LiRA: retrained halves are indistinguishable, the others are told apart
+    assert abs(ceiling["ulira"]["auc"] - 0.5) < 0.1
+    assert nothing["ulira"]["auc"] > weak["ulira"]["auc"] > 0.75
+    assert nothing["klom"]["forget"] > ceiling["klom"]["forget"]
+    assert len(weak["epsilons"]) == len(store.forget_ids)
+
+
+def test_the_store_resumes_and_refuses_another_request(audited, tmp_path):
+    store, splits, meta = audited
+    before = sorted(p.name for p in store.path.iterdir())
+    assert fill(store, splits, None, meta, methods=["finetune"], models=8, retrains=16) == []
+    assert sorted(p.name for p in store.path.iterdir()) == before
+    with pytest.raises(ValueError, match="another original or request"):
+        EnsembleStore.create(store.path, splits, meta, random_ids(splits.train.ids, 0.1, 1))
+
+
+def test_dcu_audit_builds_in_shards_then_writes_the_scorecard(tmp_path, capsys):
+    original = tmp_path / "original.pt"
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "10", "--out", str(original),
+                 "--quiet"]) == 0
+    common = ["audit", "--dataset", "digits", "--model", str(original), "--forget-frac", "0.05", "--methods",
+              "finetune,dcu", "--models", "3", "--set", "finetune.epochs=1", "--out", str(tmp_path / "card.json"),
+              "--quiet"]
+    assert main([*common, "--shard", "0/2"]) == 0
+    assert not (tmp_path / "card.json").exists()                  # the other shard is still missing
+    assert main([*common, "--shard", "1/2", "--plots"]) == 0
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert set(card["rows"]) == {"ceiling (retrain vs retrain)", "finetune", "dcu", "original (no unlearning)"}
+    assert card["models_per_ensemble"] == 3 and card["versions"]["torch"] and (tmp_path / "card.png").exists()
+    assert (tmp_path / "card-ensembles" / "condensed.pt").exists()  # dcu's fdm set, made once in the store
+    assert main(["audit", "--dataset", "digits", "--model", str(original), "--forget-frac", "0.05",
+                 "--out", str(original), "--quiet"]) == 2
+    assert "same file" in capsys.readouterr().err
