@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .data import DatasetSplits, ImageSet
+from .data import DatasetSplits
 from .io import ArtifactError, atomic_save, atomic_write_json, ids_hash, safe_load
 from .models import create_model
 from .progress import progress, quiet

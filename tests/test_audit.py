@@ -7,7 +7,6 @@ from dataclasses import asdict
 import pytest
 import torch
 
-import dcu
 from dcu.audit import EnsembleStore, fill, scorecard
 from dcu.checkpoint import base_meta
 from dcu.cli import main
