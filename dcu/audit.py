@@ -167,9 +167,8 @@ def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta:
                 train(model, splits.train, TrainConfig(**{**asdict(train_cfg), "seed": seed}), desc="original")
             else:
                 unlearner = get_unlearner(method, train_config=train_cfg, seed=seed, **settings.get(method, {}))
-                uses_set = unlearner.requires_condensed or (condensed is not None and unlearner.uses_retain)
-                model = unlearner.unlearn(original, retain, forget, condensed=condensed if uses_set else None,
-                                          val=splits.val)
+                model = unlearner.unlearn(original, retain, forget, val=splits.val,
+                                          condensed=condensed if unlearner.requires_condensed else None)
         store.add(kind, method, seed, model, splits, time.perf_counter() - start)
         done.append((kind, method, seed))
     return done
@@ -231,6 +230,22 @@ def scorecard(store: EnsembleStore, splits: DatasetSplits, *, methods: Iterable[
         copies = {k: (v.expand(half, *v.shape[1:]) if isinstance(v, torch.Tensor) else v * half)
                   for k, v in source.items()}
         card["rows"]["original (no unlearning)"] = _row(copies, reference, labels)
-    if store.seeds("original", "original"):   # trained on the forget set, from other seeds: the memorisation signal
+    if len(store.seeds("original", "original")) >= 3:   # trained on the forget set, other seeds: memorisation
         card["rows"]["originals, other training seeds"] = _row(store.bank("original", "original"), reference, labels)
     return card
+
+
+def shared_condensed(path: Path, splits: DatasetSplits, model: nn.Module, meta: Dict[str, Any], *,
+                     method: str = "fdm", seed: int = 0, **settings: Any):
+    """The condensed set an audit's methods share (offline, once), kept in the ensemble store's folder."""
+    from condense import get_condenser, load_condensed
+
+    if Path(path).exists():
+        cset = load_condensed(path)
+        if (cset.source.get("model_hash") == meta["hash"] and cset.method == method
+                and all(cset.config.get(k) == v for k, v in settings.items())):
+            return cset
+    cset = get_condenser(method, seed=seed, **settings).condense(splits, model, meta["hash"])
+    cset.source["holdout"] = meta.get("holdout")
+    cset.save(path)
+    return cset

@@ -652,23 +652,9 @@ def cmd_demo(args) -> int:
 LEDGER_HELP = "the model's request ledger (default MODEL.ledger.json beside --model)"
 
 
-def _store_condensed(path: Path, splits, model, meta: Dict[str, Any], ipc: int, seed: int):
-    """The fdm condensed set an audit's methods share (offline, once), kept in the ensemble store."""
-    from condense import get_condenser, load_condensed
-
-    if path.exists():
-        cset = load_condensed(path)
-        if cset.source.get("model_hash") == meta["hash"] and cset.config.get("ipc") == ipc:
-            return cset
-    cset = get_condenser("fdm", ipc=ipc, seed=seed).condense(splits, model, meta["hash"])
-    cset.source["holdout"] = meta.get("holdout")
-    cset.save(path)
-    return cset
-
-
 def cmd_audit(args) -> int:
     """Build what is missing of the ensembles for this shard, then (once the store is complete) score them."""
-    from .audit import EnsembleStore, fill, scorecard
+    from .audit import EnsembleStore, fill, scorecard, shared_condensed
     from .evaluate import provenance
     from .forget import resolve
     from .io import atomic_write_json
@@ -700,7 +686,7 @@ def cmd_audit(args) -> int:
                   {**_model_inputs(args), "--condensed": args.condensed, "--ids": args.ids}):
         store = EnsembleStore.create(store_dir, splits, meta, forget_ids, seed=args.seed)
         if condensed is None and any(get_unlearner(m).requires_condensed for m in methods):
-            condensed = _store_condensed(store_dir / "condensed.pt", splits, model, meta, args.ipc, args.seed)
+            condensed = shared_condensed(store_dir / "condensed.pt", splits, model, meta, ipc=args.ipc, seed=args.seed)
         fill(store, splits, model, meta, methods=methods, models=args.models, retrains=2 * args.models,
              originals=args.originals, condensed=condensed, settings=method_settings(args.set), shard=(part, parts))
         missing = [m for m in ["retrain"] + methods

@@ -32,6 +32,20 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                         "condense": {"method": "fdm", "ipc": 50}},
     # all of CIFAR-10 train less a 10% held-out validation split
     "cifar10-cpu": {**_CIFAR_CPU, "val_frac": 0.1, "condense": {"method": "fdm", "ipc": 100}},
+    # the many-model audit (DESIGN §5): a training fast enough that 128 of them fit in about an hour of this
+    # 2-core CPU. 5,000 CIFAR-10 training images (500 per class), 100 per class held out, ConvNet-32 with
+    # instance norm, 24 epochs of one-cycle SGD at lr 0.1, batch 256, flip + crop. Development seeds 0-2 (any
+    # choice of settings); evaluation seeds 100-102 (the tables; run once, at the end).
+    "audit": {
+        "dataset": "cifar10", "model": "convnet", "model_args": {"width": 32},
+        "subsample": {"per_class": 500, "val_per_class": 100},
+        "train": {"epochs": 24, "batch_size": 256, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4,
+                  "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
+        "condense": {"method": "fdm", "ipc": 50},
+        "forget_frac": 0.1,
+        "seeds": {"development": [0, 1, 2], "evaluation": [100, 101, 102]},
+        "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
+    },
     "cifar10-resnet18": {
         "dataset": "cifar10",
         "val_frac": 0.1,

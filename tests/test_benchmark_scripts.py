@@ -154,3 +154,17 @@ def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path)
                    check=True, timeout=600, cwd=tmp_path)
     entry = json.loads((tuned / "smoke.json").read_text())["methods"]["influence"]
     assert entry["settings"] == {} and "alpha" in entry["scenarios"]["class"]["settings"]
+
+
+def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
+    out = tmp_path / "audit.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
+                          "--models", "3", "--methods", "finetune", "--store", str(tmp_path / "store"),
+                          "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet", "--threads", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())["runs"]["0"]
+    assert result["preset"] == "smoke" and result["seed_role"] == "unassigned" and result["versions"]["torch"]
+    rows = result["rows"]
+    assert rows["ceiling (retrain vs retrain)"]["forgetting_quality"] > rows["original (no unlearning)"]["forgetting_quality"]
+    assert (tmp_path / "audit-seed0.md").exists() and (tmp_path / "audit-seed0.png").exists()

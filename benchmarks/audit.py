@@ -1,0 +1,113 @@
+"""The per-example audit on a preset: ensembles of retrained, unlearned and original models, scored by the
+challenge's forgetting score, U-LiRA and KLoM beside the retrain-vs-retrain ceiling (DESIGN §5).
+
+    python benchmarks/audit.py --preset audit --data-root ~/data/cifar10 --seed 100 --models 16 \\
+        --methods finetune,dcu,salun,neggrad_plus,scrub
+
+The ensembles go to ``--store`` (default runs/ensembles-<preset>-<scenario>-seed<seed>); a stopped run
+resumes where it was, and ``--shard i/n`` lets n processes (``--threads 1`` each) fill one store. Once the
+store is complete the scorecard is written to ``benchmarks/results/audit-<preset>-<scenario>.json`` (one
+entry per seed, marked development or evaluation by the preset), with its table and figure beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from dcu.audit import EnsembleStore, fill, scorecard, shared_condensed  # noqa: E402
+from dcu.device import add_threads_argument, set_threads  # noqa: E402
+from dcu.evaluate import provenance  # noqa: E402
+from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
+from dcu.pipeline import forget_requests, preset_original  # noqa: E402
+from dcu.presets import method_settings  # noqa: E402
+from dcu.progress import set_quiet  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def table(card) -> str:
+    head = ("| ensemble | models | forgetting score | F | U-LiRA AUC | U-LiRA TPR@1% | KLoM forget / retain / val "
+            "(95th pct) | retain acc | forget acc | test acc | seconds |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for name, row in card["rows"].items():
+        kl = " / ".join(f"{row['klom'][s]:.2f}" for s in ("forget", "retain", "val") if s in row["klom"])
+        lines.append(f"| {name} | {row['models']} | {row['forgetting_score']:.4f} | {row['forgetting_quality']:.4f} | "
+                     f"{row['ulira']['auc']:.4f} | {100 * row['ulira']['tpr_at_1fpr']:.2f} | {kl} | "
+                     f"{100 * row['retain_acc']:.2f} | {100 * row['forget_acc']:.2f} | {100 * row['test_acc']:.2f} | "
+                     f"{row['seconds']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from unlearn import get_unlearner
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="audit")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--seed", type=int, default=100, help="the original's training seed and the request's seed")
+    parser.add_argument("--scenario", default="random", choices=["random", "class"])
+    parser.add_argument("--methods", default="finetune,dcu")
+    parser.add_argument("--models", type=int, default=16, help="models per ensemble (retrain: twice as many)")
+    parser.add_argument("--originals", type=int, default=0, help="originals from other training seeds")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="a method setting")
+    parser.add_argument("--shard", default="0/1", help="build only models k with k %% n == i")
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--work-dir", default="runs/benchmarks")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/audit-<preset>-<scenario>.json)")
+    parser.add_argument("--quiet", action="store_true")
+    add_threads_argument(parser)
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    set_quiet(args.quiet)
+    part, parts = (int(x) for x in args.shard.split("/"))
+
+    preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
+    forget_ids = torch.sort(torch.cat(forget_requests(splits, args.scenario, args.seed,
+                                                      frac=preset.get("forget_frac", 0.1)))).values
+    store_path = Path(args.store or f"runs/ensembles-{args.preset}-{args.scenario}-seed{args.seed}")
+    store = EnsembleStore.create(store_path, splits, meta, forget_ids, seed=args.seed)
+    methods = [m for m in args.methods.split(",") if m and m != "retrain"]
+    overrides = method_settings(args.set)
+    settings = {m: {**preset.get("unlearn", {}).get(m, {}), **overrides.get(m, {})} for m in methods}
+    condensed = None
+    if any(get_unlearner(m).requires_condensed for m in methods):
+        cond = dict(preset["condense"])
+        condensed = shared_condensed(store_path / "condensed.pt", splits, original, meta, method=cond.pop("method"),
+                                     seed=args.seed, **cond)
+    fill(store, splits, original, meta, methods=methods, models=args.models, retrains=2 * args.models,
+         originals=args.originals, condensed=condensed, settings=settings, shard=(part, parts))
+    if len(store.seeds("retrain", "retrain")) < 2 * args.models or any(
+            len(store.seeds("unlearn", m)) < args.models for m in methods):
+        print(f"shard {args.shard} done; {store_path} waits for the other shards", flush=True)
+        return 0
+    card = scorecard(store, splits, methods=methods)
+    seeds = preset.get("seeds", {})
+    role = ("evaluation" if args.seed in seeds.get("evaluation", []) else
+            "development" if args.seed in seeds.get("development", []) else "unassigned")
+    entry = {**provenance(), "preset": args.preset, "config": preset, "scenario": args.scenario, "seed": args.seed,
+             "seed_role": role, "settings": settings, "original_train_seconds": meta["times"]["online_seconds"],
+             "condensed": {"images": len(condensed), "offline_seconds": condensed.timings["condense_seconds"]}
+             if condensed is not None else None, **card}
+    out = Path(args.out) if args.out else RESULTS / f"audit-{args.preset}-{args.scenario}.json"
+    runs = json.loads(out.read_text())["runs"] if out.exists() else {}
+    runs[str(args.seed)] = entry
+    atomic_write_json({"benchmark": "audit", "runs": runs}, out)
+    text = f"## {args.preset}, {args.scenario}, seed {args.seed} ({role})\n\n{table(card)}"
+    atomic_write_text(text + "\n", out.with_name(out.stem + f"-seed{args.seed}.md"))
+    from dcu.plots import audit_figure
+
+    audit_figure(card, out.with_name(out.stem + f"-seed{args.seed}.png"),
+                 title=f"{args.preset}, {args.scenario}, seed {args.seed}: {len(forget_ids)} forget examples, "
+                       f"{card['models_per_ensemble']} models per ensemble")
+    print(text, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
