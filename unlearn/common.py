@@ -132,6 +132,37 @@ def fisher_diagonal(model: nn.Module, data: ImageSet, *, max_samples: Optional[i
     return {n: t / max(len(labels), 1) for n, t in total.items()}
 
 
+def batch_gradient_importance(model: nn.Module, data: ImageSet, *, batch_size: int = 128,
+                              max_samples: Optional[int] = None, seed: int = 0) -> Dict[str, torch.Tensor]:
+    """Importances as SSD's reference code computes them (if-loops/selective-synaptic-dampening,
+    ``ParameterPerturber.calc_importance``): the model in eval mode, the data in order in mini-batches of
+    ``batch_size``, and per batch the *squared gradient of the batch's mean loss*, averaged over batches.
+    This is not the per-sample Fisher: a gradient that averages out over a large set (the training set, at
+    convergence) squares to little, one shared by a small set (the forget set) to much, which is what makes
+    the paper's α = 10 select weights."""
+    if max_samples is not None and len(data) > max_samples:
+        pick = torch.sort(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:max_samples]).values
+        images, labels = data.images[pick], data.labels[pick]
+    else:
+        images, labels = data.images, data.labels
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    batches = 0
+    for start in range(0, len(labels), batch_size):
+        x, y = images[start : start + batch_size].to(device), labels[start : start + batch_size].to(device)
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        for n, p in model.named_parameters():
+            if p.grad is not None:
+                total[n] += p.grad.detach().pow(2)
+        batches += 1
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return {n: t / max(batches, 1) for n, t in total.items()}
+
+
 def stage_parameters(model: nn.Module, tail_stages: int) -> Dict[str, nn.Parameter]:
     """The parameters of the last ``tail_stages`` blocks of ``model.stages()``, by name."""
     from dcu.models import split_model

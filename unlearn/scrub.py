@@ -23,15 +23,18 @@ from .common import kl_to
 
 @dataclass
 class ScrubConfig(UnlearnConfig):
+    # the reference's small-scale CIFAR settings (meghdadk/SCRUB): sgda_epochs 3, msteps 2, lr 5e-4,
+    # sgda_batch_size 128, del_batch_size 32, kd_T 4, alpha 0.001, gamma 0.99 (its lr decay at epochs 3, 5, 9
+    # never acts within 3 epochs)
     epochs: int = 3
-    forget_epochs: int = 2        # epochs that end with a pass of max steps on the forget set
-    lr: float = 5e-3
+    forget_epochs: int = 2        # epochs that end with a pass of max steps on the forget set (msteps)
+    lr: float = 5e-4
     batch_size: int = 128
-    batch_forget: int = 64
+    batch_forget: int = 32
     schedule: str = "constant"
     temperature: float = 4.0
-    alpha: float = 0.5            # KL weight on retain (SCRUB's alpha)
-    gamma: float = 1.0            # CE weight on retain (SCRUB's gamma)
+    alpha: float = 0.001          # KL weight on retain (SCRUB's alpha)
+    gamma: float = 0.99           # CE weight on retain (SCRUB's gamma)
 
 
 @register_unlearner
