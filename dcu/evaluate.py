@@ -64,14 +64,28 @@ def run_attack(name: str, model: nn.Module, retain: ImageSet, forget: ImageSet, 
     return get_attack(name, seed=seed, shadows=shadows, **settings).run(model, forget, held_out, retain=retain)
 
 
+def same_classes(pool: ImageSet, forget: ImageSet) -> ImageSet:
+    """The images of ``pool`` whose class occurs in ``forget``: membership non-members for a forget set.
+
+    For a random request that is all of ``pool``; for a class-wise one, unseen images of the *same* class,
+    so a membership attack measures membership and not the class (against other classes, a retrained model
+    that never learnt the class is told apart perfectly, which says nothing)."""
+    keep = torch.isin(pool.labels, torch.unique(forget.labels))
+    return pool.subset(pool.ids[keep]) if keep.any() else pool
+
+
 def model_metrics(model: nn.Module, retain: ImageSet, forget: ImageSet, test: ImageSet, *,
                   attacks: Iterable[str] = ("loss_lr",), seed: int = 0, held_out: Optional[ImageSet] = None,
-                  shadows: Optional[str] = None, attack_settings: Optional[Dict[str, Dict[str, Any]]] = None
-                  ) -> Dict[str, Any]:
+                  shadows: Optional[str] = None, attack_settings: Optional[Dict[str, Dict[str, Any]]] = None,
+                  non_members: Optional[ImageSet] = None) -> Dict[str, Any]:
+    """Accuracies on retain / forget / ``test``, and each attack on the forget set against ``non_members``
+    (default: the ``test`` images of the forget set's classes, :func:`same_classes`)."""
     out: Dict[str, Any] = {"retain_acc": accuracy(model, retain), "forget_acc": accuracy(model, forget),
                            "test_acc": accuracy(model, test), "mia": {}}
+    non_members = non_members if non_members is not None else same_classes(test, forget)
+    held_out = same_classes(held_out, forget) if held_out is not None and len(held_out) else held_out
     for name in attacks:
-        result = run_attack(name, model, retain, forget, test, seed=seed, held_out=held_out, shadows=shadows,
+        result = run_attack(name, model, retain, forget, non_members, seed=seed, held_out=held_out, shadows=shadows,
                             settings=(attack_settings or {}).get(name))
         out["mia"][name] = result.summary()
     if "loss_lr" in out["mia"]:
@@ -99,7 +113,8 @@ def evaluate(model: nn.Module, splits: DatasetSplits, forget_ids: torch.Tensor, 
     report: Dict[str, Any] = {
         "dataset": splits.name,
         "split_sizes": {"retain": len(retain), "forget": len(forget), "test": len(splits.test),
-                        "val": len(splits.val) if splits.val is not None else 0},
+                        "val": len(splits.val) if splits.val is not None else 0,
+                        "non_members": len(same_classes(splits.test, forget))},
         "seed": seed,
         "machine": machine(),
     }

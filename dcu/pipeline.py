@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint import base_meta, load_checkpoint, save_checkpoint
 from .data import DatasetSplits, load
-from .evaluate import gaps, machine, model_metrics
+from .evaluate import gaps, machine, model_metrics, same_classes
 from .forget import random_ids
 from .io import ids_hash
 from .models import create_model
@@ -138,7 +138,8 @@ def compare(
     }
 
     def metrics(model) -> Dict[str, Any]:
-        row = model_metrics(model, retain, forget, test, attacks=attacks, seed=seed)
+        row = model_metrics(model, retain, forget, test, attacks=attacks, seed=seed,
+                            non_members=same_classes(splits.test, forget))
         if scenario == "class":
             from .train import accuracy
 

@@ -1,8 +1,12 @@
 """The job the demo, benchmarks and examples share, in its three scenarios (smoke preset: digits + MLP)."""
+from dataclasses import replace
+
 import pytest
 import torch
 
 from dcu.pipeline import compare, forget_requests, table
+
+from conftest import train_mlp
 
 
 def test_class_wise_forgetting_removes_the_class_and_keeps_the_rest():
@@ -37,10 +41,11 @@ def test_forget_requests_are_disjoint_and_reproducible(digits):
 def test_shipped_settings_follow_the_scenario():
     from dcu.presets import get_preset
 
-    random_ssd = get_preset("cifar10-cpu-sub")["unlearn"]["ssd"]
-    class_ssd = get_preset("cifar10-cpu-sub", "class")["unlearn"]["ssd"]
-    assert class_ssd != random_ssd and class_ssd["alpha"] < 10   # below |D| / |D_f| for one class of ten
-    assert get_preset("cifar10-cpu-sub", "sequential")["unlearn"]["ssd"] == random_ssd   # no entry: the default
+    random_fisher = get_preset("cifar10-cpu-sub")["unlearn"]["fisher"]
+    class_fisher = get_preset("cifar10-cpu-sub", "class")["unlearn"]["fisher"]
+    assert random_fisher == {"alpha": 0.004} and class_fisher == {"alpha": 0.001}
+    assert get_preset("cifar10-cpu-sub", "sequential")["unlearn"]["fisher"] == random_fisher   # no entry: the default
+    assert "ssd" not in get_preset("cifar10-cpu-sub")["unlearn"]   # withdrawn with the importance fix: defaults
 
 
 def test_a_cached_original_is_reused_only_for_the_same_model_settings(digits, tmp_path):
@@ -57,3 +62,21 @@ def test_a_cached_original_is_reused_only_for_the_same_model_settings(digits, tm
     assert list(meta["arch_args"]["hidden"]) == [48] and wider.feature_dim == 48
     default, meta = train_original(digits, {**preset, "model_args": {}}, 0, cache)   # the model's own defaults
     assert "hidden" not in meta["arch_args"] and default.feature_dim == 128
+
+
+def test_class_wise_membership_is_measured_against_the_same_class(digits):
+    """Non-members are unseen images of the forgotten class: a retrained model that never learnt the class
+    is not told apart from them by its class (against other classes, loss_lr read ~100%)."""
+    from dcu.evaluate import model_metrics, same_classes
+    from dcu.train import accuracy
+
+    forget_ids = digits.train.ids[digits.train.labels == 3]
+    forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
+    non_members = same_classes(digits.test, forget)
+    assert set(non_members.labels.tolist()) == {3} and len(non_members) == int((digits.test.labels == 3).sum())
+    retrained = train_mlp(replace(digits, train=retain), epochs=20)
+    assert accuracy(retrained, forget) < 0.1
+    same = model_metrics(retrained, retain, forget, digits.test)["mia"]["loss_lr"]["headline"]
+    others = digits.test.subset(digits.test.ids[digits.test.labels != 3])
+    other = model_metrics(retrained, retain, forget, others, non_members=others)["mia"]["loss_lr"]["headline"]
+    assert other > 0.9 and same < 0.75
