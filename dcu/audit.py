@@ -31,7 +31,8 @@ from .train import TrainConfig, accuracy, predict, train
 
 MANIFEST = "manifest.json"
 FORMAT = "dcu-ensemble"
-KINDS = ("retrain", "unlearn", "original", "source")   # source: the original being unlearned, stored once
+KINDS = ("retrain", "unlearn", "original", "source")
+PROBES = ("probe_forget_acc", "relearn_forget_acc", "relearn_retain_forget_acc")   # source: the original being unlearned, stored once
 
 
 class EnsembleStore:
@@ -103,6 +104,7 @@ class EnsembleStore:
             record[f"logits_{name}"] = predict(model, images).half()
         record.update(retain_acc=accuracy(model, retain), forget_acc=accuracy(model, forget),
                       test_acc=accuracy(model, splits.test.subset(splits.test.ids[self.test_positions])))
+        record.update(probes(model, splits, forget, retain, seed=seed))
         atomic_save(record, self.file(kind, method, seed))
 
     def query_images(self, splits: DatasetSplits) -> Dict[str, torch.Tensor]:
@@ -129,9 +131,50 @@ class EnsembleStore:
         for key in records[0]:
             if key.startswith("logits_"):
                 out[key[len("logits_"):]] = torch.stack([r[key].float() for r in records])
-        for key in ("retain_acc", "forget_acc", "test_acc", "seconds"):
-            out[key] = torch.tensor([float(r[key]) for r in records])
+        for key in ("retain_acc", "forget_acc", "test_acc", "seconds", *PROBES):
+            if all(key in r for r in records):   # probes: members stored before they existed lack them
+                out[key] = torch.tensor([float(r[key]) for r in records])
         return out
+
+
+def probes(model: nn.Module, splits: DatasetSplits, forget, retain, *, seed: int = 0, relearn_size: int = 32,
+           relearn_epochs: int = 3) -> Dict[str, float]:
+    """What a logit-level score cannot see (Gao et al., AISTATS 2026: a class that reads 0% at the output may
+    read ~93% through its features):
+
+    * ``probe_forget_acc`` — a linear probe on the frozen penultimate features, fitted on the held-out images,
+      read on the forget set;
+    * ``relearn_forget_acc`` — a few epochs of fine-tuning on ``relearn_size`` forget images: accuracy on the
+      rest of the forget set after it (how fast the forgotten comes back);
+    * ``relearn_retain_forget_acc`` — the same amount of fine-tuning on retain images only: forget accuracy
+      after it (knowledge that returns without the forgotten data).
+    """
+    import copy
+
+    from sklearn.linear_model import LogisticRegression
+
+    from .train import features
+
+    out: Dict[str, float] = {}
+    if splits.val is not None and len(splits.val) >= 2 * splits.num_classes:
+        fitted = LogisticRegression(max_iter=500).fit(features(model, splits.val.images).numpy(),
+                                                      splits.val.labels.numpy())
+        out["probe_forget_acc"] = float((fitted.predict(features(model, forget.images).numpy())
+                                         == forget.labels.numpy()).mean())
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(forget), generator=gen)
+    if len(forget) > relearn_size:
+        shown, rest = forget.subset(forget.ids[order[:relearn_size]]), forget.subset(forget.ids[order[relearn_size:]])
+        cfg = TrainConfig(epochs=relearn_epochs, batch_size=16, lr=0.01, schedule="constant", seed=seed)
+        with quiet():
+            relearnt = copy.deepcopy(model)
+            train(relearnt, shown, cfg, desc="relearn")
+            out["relearn_forget_acc"] = accuracy(relearnt, rest)
+            extra = retain.subset(retain.ids[torch.randperm(len(retain), generator=gen)[:relearn_size]])
+            control = copy.deepcopy(model)
+            train(control, extra, cfg, desc="relearn on retain")
+            out["relearn_retain_forget_acc"] = accuracy(control, rest)
+    return out
 
 
 def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta: Dict[str, Any], *,
@@ -198,7 +241,8 @@ def _row(bank: Dict[str, Any], reference: Dict[str, Any], labels: Dict[str, torc
     row = {"models": n, "forgetting_score": score.value, **{k: v for k, v in score.extra.items() if k != "models"},
            "ulira": {**u_lira.summary(), "pairs": 2 * n * len(labels["forget"])},
            "klom": {split: result.value for split, result in kl.items()},
-           **{k: float(bank[k][:n].mean()) for k in ("retain_acc", "forget_acc", "test_acc", "seconds")},
+           **{k: float(bank[k][:n].mean()) for k in ("retain_acc", "forget_acc", "test_acc", "seconds", *PROBES)
+              if k in bank},
            "epsilons": score.per_example.tolist(), "klom_forget_per_example": kl["forget"].per_example.tolist()}
     row["ulira"].pop("name", None)
     return row

@@ -77,6 +77,10 @@ def test_scores_order_retrain_above_a_weak_finetune_above_doing_nothing(audited)
     assert nothing["ulira"]["auc"] > weak["ulira"]["auc"] > 0.75
     assert nothing["klom"]["forget"] > ceiling["klom"]["forget"]
     assert len(weak["epsilons"]) == len(store.forget_ids)
+    # the probes: the noisy labels the original memorised come back faster than retrain ever learns them
+    assert nothing["relearn_forget_acc"] > ceiling["relearn_forget_acc"] + 0.05
+    assert nothing["probe_forget_acc"] >= ceiling["probe_forget_acc"] - 0.05
+    assert 0 <= ceiling["relearn_retain_forget_acc"] <= 1
 
 
 def test_the_store_resumes_and_refuses_another_request(audited, tmp_path):
