@@ -20,7 +20,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from dcu.audit import EnsembleStore, fill, scorecard, shared_condensed  # noqa: E402
+from dcu.audit import (EnsembleStore, fill, memorised_request, scorecard, shared_condensed,  # noqa: E402
+                       subpopulation_request)
 from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -52,7 +53,11 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="audit")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--seed", type=int, default=100, help="the original's training seed and the request's seed")
-    parser.add_argument("--scenario", default="random", choices=["random", "class"])
+    parser.add_argument("--scenario", default="random", choices=["random", "class", "memorised", "subpopulation"],
+                        help="random 10%%, one class, the most memorised ids (needs --shadows), or one class's "
+                             "feature-space neighbours of an anchor")
+    parser.add_argument("--count", type=int, default=250, help="forget-set size of memorised / subpopulation")
+    parser.add_argument("--shadows", default=None, help="a shadow store of the preset (dcu shadows), for memorised")
     parser.add_argument("--methods", default="finetune,dcu")
     parser.add_argument("--models", type=int, default=16, help="models per ensemble (retrain: twice as many)")
     parser.add_argument("--originals", type=int, default=0, help="originals from other training seeds")
@@ -69,8 +74,17 @@ def main(argv=None) -> int:
     part, parts = (int(x) for x in args.shard.split("/"))
 
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
-    forget_ids = torch.sort(torch.cat(forget_requests(splits, args.scenario, args.seed,
-                                                      frac=preset.get("forget_frac", 0.1)))).values
+    if args.scenario == "memorised":
+        from inversion_attacks.shadow import ShadowStore
+
+        if not args.shadows:
+            parser.error("--scenario memorised needs --shadows DIR (a store made with dcu shadows)")
+        forget_ids = memorised_request(ShadowStore(args.shadows), splits, args.count)
+    elif args.scenario == "subpopulation":
+        forget_ids = subpopulation_request(original, splits, args.count, seed=args.seed)
+    else:
+        forget_ids = torch.sort(torch.cat(forget_requests(splits, args.scenario, args.seed,
+                                                          frac=preset.get("forget_frac", 0.1)))).values
     store_path = Path(args.store or f"runs/ensembles-{args.preset}-{args.scenario}-seed{args.seed}")
     store = EnsembleStore.create(store_path, splits, meta, forget_ids, seed=args.seed)
     methods = [m for m in args.methods.split(",") if m and m != "retrain"]

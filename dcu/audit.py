@@ -293,3 +293,43 @@ def shared_condensed(path: Path, splits: DatasetSplits, model: nn.Module, meta: 
     cset.source["holdout"] = meta.get("holdout")
     cset.save(path)
     return cset
+
+
+# --- forget sets beyond random -------------------------------------------------------------------------------
+
+def memorisation(shadows, splits: DatasetSplits) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(training ids, memorisation score) from a shadow store: for each id, the accuracy of the shadows that
+    trained on it minus that of the shadows that did not (Feldman's estimator, as RUM uses it, Zhao et al.,
+    NeurIPS 2024). Ids the store's pool lacks, or that no shadow saw both ways, are left out."""
+    ids = splits.train.ids[shadows.contains(splits.train.ids)]
+    logits, masks = shadows.load(ids)                       # (S, N, Q, C), (S, N)
+    labels = splits.train.subset(ids).labels
+    correct = (logits.mean(2).argmax(-1) == labels).float()
+    inside, outside = masks.float(), (~masks).float()
+    seen_both = (inside.sum(0) > 0) & (outside.sum(0) > 0)
+    score = (correct * inside).sum(0) / inside.sum(0).clamp(min=1) - (correct * outside).sum(0) / outside.sum(0).clamp(min=1)
+    return ids[seen_both], score[seen_both]
+
+
+def memorised_request(shadows, splits: DatasetSplits, count: int, *, high: bool = True) -> torch.Tensor:
+    """The ``count`` training ids with the highest (``high``) or lowest memorisation scores."""
+    ids, score = memorisation(shadows, splits)
+    if count > len(ids):
+        raise ValueError(f"Asked for {count} ids, but the shadow store scores only {len(ids)}.")
+    order = torch.argsort(score, descending=high)
+    return torch.sort(ids[order[:count]]).values
+
+
+def subpopulation_request(model: nn.Module, splits: DatasetSplits, count: int, *, seed: int = 0) -> torch.Tensor:
+    """A sub-population: a random anchor image and its ``count - 1`` nearest training images of the same class
+    in the model's penultimate feature space."""
+    from .train import features
+
+    gen = torch.Generator().manual_seed(seed)
+    anchor = int(torch.randint(len(splits.train), (1,), generator=gen))
+    same = torch.nonzero(splits.train.labels == splits.train.labels[anchor]).flatten()
+    if count > len(same):
+        raise ValueError(f"A sub-population of {count} is larger than the anchor's class ({len(same)} images).")
+    feats = features(model, splits.train.images[same])
+    distance = (feats - features(model, splits.train.images[anchor : anchor + 1])).pow(2).sum(1)
+    return torch.sort(splits.train.ids[same[torch.argsort(distance)[:count]]]).values

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
+import dcu
 from dcu.audit import EnsembleStore, fill, scorecard
 from dcu.checkpoint import base_meta
 from dcu.cli import main
@@ -109,3 +110,27 @@ def test_dcu_audit_builds_in_shards_then_writes_the_scorecard(tmp_path, capsys):
     assert main(["audit", "--dataset", "digits", "--model", str(original), "--forget-frac", "0.05",
                  "--out", str(original), "--quiet"]) == 2
     assert "same file" in capsys.readouterr().err
+
+
+def test_memorised_and_subpopulation_forget_sets(noisy_digits, tmp_path):
+    """High-memorisation ids are the ones shadows get right only when they trained on them (here: the
+    flipped labels); a sub-population is one class's nearest neighbours of an anchor."""
+    from dcu.audit import memorisation, memorised_request, subpopulation_request
+    from inversion_attacks.shadow import ShadowStore
+
+    original = train_mlp(noisy_digits, epochs=30)
+    meta = {**base_meta(original, noisy_digits, noisy_digits.train.ids), "train_config": asdict(SMOKE_TRAIN)}
+    shadows = ShadowStore.create(tmp_path / "shadows", noisy_digits, meta, count=8)
+    shadows.fill(noisy_digits)
+    ids, score = memorisation(shadows, noisy_digits)
+    clean = dcu.data.load("digits").holdout(0.1, seed=0)
+    flipped = noisy_digits.train.labels != clean.train.labels
+    flipped_ids = noisy_digits.train.ids[flipped]
+    high = memorised_request(shadows, noisy_digits, 100)
+    low = memorised_request(shadows, noisy_digits, 100, high=False)
+    base = float(flipped.float().mean())                                # about a quarter of the labels
+    assert float(torch.isin(high, flipped_ids).float().mean()) > 1.5 * base   # label noise must be memorised
+    assert float(torch.isin(low, flipped_ids).float().mean()) < base   # (noise no shadow learns scores 0 too)
+    assert float(score[torch.isin(ids, high)].min()) > float(score[torch.isin(ids, low)].max())
+    group = subpopulation_request(original, noisy_digits, 20, seed=3)
+    assert len(group) == 20 and len(set(noisy_digits.train.subset(group).labels.tolist())) == 1
