@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -19,12 +18,12 @@ def _pyplot():
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
+    """Write the figure atomically, in the format the suffix names, with the permissions a plain file gets."""
+    from .io import _atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    _atomic(path, lambda fh: fig.savefig(fh, format=fmt, dpi=120, bbox_inches="tight"))
     _pyplot().close(fig)
     return path
 
