@@ -58,7 +58,8 @@ def main(argv=None) -> int:
                              "feature-space neighbours of an anchor")
     parser.add_argument("--count", type=int, default=250, help="forget-set size of memorised / subpopulation")
     parser.add_argument("--shadows", default=None, help="a shadow store of the preset (dcu shadows), for memorised")
-    parser.add_argument("--methods", default="finetune,dcu")
+    parser.add_argument("--methods", default="finetune,dcu",
+                        help="comma-separated; METHOD@LABEL is a variant with its own --set METHOD@LABEL.KEY=VALUE")
     parser.add_argument("--models", type=int, default=16, help="models per ensemble (retrain: twice as many)")
     parser.add_argument("--originals", type=int, default=0, help="originals from other training seeds")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="a method setting")
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     overrides = method_settings(args.set)
     settings = {m: {**preset.get("unlearn", {}).get(m, {}), **overrides.get(m, {})} for m in methods}
     condensed = None
-    if any(get_unlearner(m).requires_condensed for m in methods):
+    if any(get_unlearner(m.split("@")[0]).requires_condensed for m in methods):
         cond = dict(preset["condense"])
         condensed = shared_condensed(store_path / "condensed.pt", splits, original, meta, method=cond.pop("method"),
                                      seed=args.seed, **cond)

@@ -209,7 +209,9 @@ def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta:
                 model = create_model(meta["arch"], **meta["arch_args"])
                 train(model, splits.train, TrainConfig(**{**asdict(train_cfg), "seed": seed}), desc="original")
             else:
-                unlearner = get_unlearner(method, train_config=train_cfg, seed=seed, **settings.get(method, {}))
+                # "dcu@noisy": a variant of dcu stored under its own name, with its own settings
+                unlearner = get_unlearner(method.split("@")[0], train_config=train_cfg, seed=seed,
+                                          **settings.get(method, {}))
                 model = unlearner.unlearn(original, retain, forget, val=splits.val,
                                           condensed=condensed if unlearner.requires_condensed else None)
         store.add(kind, method, seed, model, splits, time.perf_counter() - start)

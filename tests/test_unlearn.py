@@ -5,7 +5,7 @@ import condense
 import unlearn
 from dcu.forget import random_ids
 from dcu.data import ImageSet
-from dcu.train import TrainConfig, accuracy, per_sample_loss
+from dcu.train import TrainConfig, accuracy, per_sample_loss, predict
 
 from conftest import SMOKE_TRAIN, train_mlp
 
@@ -119,3 +119,19 @@ def test_dcu_mirror_moves_the_mirrored_forget_views_too(noisy_setup):
     assert steps[True] > 1.5 * steps[False]     # twice the forget views per pass
     # trained on, the mirrored views move towards the held-out loss level (1.54 -> 1.38 away from it here)
     assert gap[True] < gap[False] - 0.1
+
+
+def test_dcu_noise_gives_its_runs_a_seed_spread(noisy_setup):
+    """dcu runs with other seeds meet the same targets (on the audit preset they came out near copies, which the
+    per-example audit tells from retrained models); target_noise and weight_noise widen the seed spread."""
+    from inversion_attacks.ensemble import confidences
+
+    splits, original, forget, retain, cset = noisy_setup
+
+    def spread(**cfg):
+        logits = torch.stack([predict(run("dcu", noisy_setup, seed=s, **cfg)[0], forget.images) for s in range(4)])
+        return float(confidences(logits, forget.labels).std(0).median())
+
+    plain = spread()
+    assert spread(target_noise=1.0) > 1.15 * plain
+    assert spread(weight_noise=0.3) > 1.15 * plain

@@ -64,6 +64,8 @@ class DCUConfig(UnlearnConfig):
     mirror: bool = False           # also pull the mirrored forget images to their targets (when training used flips)
     recalibrate: bool = False      # re-read the held-out losses from the model being trained before each pass
     label_weight: float = 0.0      # cross-entropy on the synthetic images' labels beside the distillation
+    target_noise: float = 0.0      # std of seed-drawn noise on each forget target's logit-scaled confidence
+    weight_noise: float = 0.0      # std of seed-drawn noise on the trained tail's weights, relative to each tensor's
 
 
 def _without(probs: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
@@ -88,14 +90,17 @@ def _margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def calibrated_targets(logits: torch.Tensor, labels: torch.Tensor, margin: torch.Tensor, held_out_loss: torch.Tensor,
-                       absent: torch.Tensor) -> torch.Tensor:
-    """Target distributions whose losses follow ``held_out_loss``, assigned by rank of ``margin``."""
+                       absent: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Target distributions whose losses follow ``held_out_loss``, assigned by rank of ``margin``; ``noise``
+    (one value per sample) is added to each target's logit-scaled confidence log p / (1 − p)."""
     held = torch.sort(held_out_loss).values
     n = len(labels)
     rank = torch.empty(n, dtype=torch.long)
     rank[torch.argsort(margin, descending=True)] = torch.arange(n)
     q = ((rank.float() + 0.5) / n * len(held)).long().clamp(max=len(held) - 1)
     p_true = torch.exp(-held[q]).clamp(1e-4, 1 - 1e-4)
+    if noise is not None:
+        p_true = torch.sigmoid(torch.logit(p_true) + noise).clamp(1e-4, 1 - 1e-4)
     p_true = torch.where(absent[labels], torch.zeros_like(p_true), p_true)
     others = _without(logits.softmax(1), absent).scatter(1, labels.view(-1, 1), 0.0)
     others = others / others.sum(1, keepdim=True).clamp(min=1e-12)
@@ -141,7 +146,10 @@ class DCU(Unlearner):
             view = augment_batch(forget.images, flip=self.train_config.flip, padding=self.train_config.crop_padding,
                                  generator=gen)
             margin += _margin(predict(model, view), forget.labels)
-        target = calibrated_targets(logits_forget, forget.labels, margin, held_out_loss, absent)
+        # a retrained model's confidence on an unseen image varies with its seed; without noise every dcu run
+        # meets the same targets and the runs are near copies (per-example audit, docs/results.md)
+        noise = torch.randn(len(forget), generator=gen) * cfg.target_noise if cfg.target_noise else None
+        target = calibrated_targets(logits_forget, forget.labels, margin, held_out_loss, absent, noise)
         forget_views = ImageSet(h_forget, forget.labels)
         if cfg.mirror and self.train_config.flip:
             # the original learnt each forget image and its mirror; a LiRA auditor queries both
@@ -167,12 +175,18 @@ class DCU(Unlearner):
             # forget losses should look like held-out losses *of the model being trained*, not of the original
             if cfg.recalibrate and epoch > 0:
                 loss = F.cross_entropy(predict(tail, h_val), val.labels, reduction="none")
-                fresh = calibrated_targets(logits_forget, forget.labels, margin, loss, absent)
+                fresh = calibrated_targets(logits_forget, forget.labels, margin, loss, absent, noise)
                 target.copy_(fresh.repeat(len(target) // len(fresh), 1).to(device))
 
         schedule = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_forget, lr=cfg.lr, schedule="cosine",
                                momentum=0.9, weight_decay=self.train_config.weight_decay, seed=cfg.seed)
         train(tail, forget_views, schedule, loss_fn=loss_fn, desc="dcu", on_epoch=recalibrate)
+        if cfg.weight_noise:
+            with torch.no_grad():
+                for p in tail.parameters():
+                    draw = torch.randn(p.shape, generator=gen).to(p.device)
+                    scale = p.std() if p.numel() > 1 else p.abs().mean()
+                    p.add_(draw * cfg.weight_noise * scale.clamp(min=1e-12))
         self.stats["steps"] = cfg.epochs * math.ceil(len(forget_views) / cfg.batch_forget)
         if absent.any():
             switch_off(model, absent)
