@@ -26,7 +26,7 @@ from dcu.device import add_threads_argument, set_threads  # noqa: E402
 from dcu.evaluate import provenance  # noqa: E402
 from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
 from dcu.pipeline import forget_requests, preset_original  # noqa: E402
-from dcu.presets import method_settings  # noqa: E402
+from dcu.presets import method_settings, parse_shard  # noqa: E402
 from dcu.progress import set_quiet  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     set_threads(args.threads)
     set_quiet(args.quiet)
-    part, parts = (int(x) for x in args.shard.split("/"))
+    part, parts = parse_shard(args.shard)
 
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     if args.scenario == "memorised":

@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .data import DatasetSplits
+from .data import DatasetSplits, ImageSet
 from .io import ArtifactError, atomic_save, atomic_write_json, ids_hash, safe_load
 from .models import create_model
 from .progress import progress, quiet
@@ -97,22 +97,20 @@ class EnsembleStore:
         return sorted(int(p.stem.rsplit("-", 1)[1]) for p in self.path.glob(f"{kind}-{method}-*.pt"))
 
     def add(self, kind: str, method: str, seed: int, model: nn.Module, splits: DatasetSplits, seconds: float) -> None:
-        retain = splits.train.subset(self.retain_ids)
-        forget = splits.train.subset(self.forget_ids)
+        sets = self.query_sets(splits)
         record = {"format": "dcu-ensemble-member", "kind": kind, "method": method, "seed": seed, "seconds": seconds}
-        for name, images in self.query_images(splits).items():
-            record[f"logits_{name}"] = predict(model, images).half()
-        record.update(retain_acc=accuracy(model, retain), forget_acc=accuracy(model, forget),
-                      test_acc=accuracy(model, splits.test.subset(splits.test.ids[self.test_positions])))
-        record.update(probes(model, splits, forget, retain, seed=seed))
+        for name, data in sets.items():
+            record[f"logits_{name}"] = predict(model, data.images).half()
+        record.update({f"{name}_acc": accuracy(model, sets[name]) for name in ("retain", "forget", "test")})
+        record.update(probes(model, splits, sets["forget"], sets["retain"], seed=seed))
         atomic_save(record, self.file(kind, method, seed))
 
-    def query_images(self, splits: DatasetSplits) -> Dict[str, torch.Tensor]:
-        parts = {"forget": splits.train.subset(self.forget_ids).images,
-                 "retain": splits.train.subset(self.retain_ids).images,
-                 "test": splits.test.images[self.test_positions]}
+    def query_sets(self, splits: DatasetSplits) -> Dict[str, ImageSet]:
+        """The images every member is queried on, by split: forget, the retain sample, test sample, held-out."""
+        parts = {"forget": splits.train.subset(self.forget_ids), "retain": splits.train.subset(self.retain_ids),
+                 "test": splits.test.subset(splits.test.ids[self.test_positions])}
         if len(self.val_ids):
-            parts["val"] = splits.val.subset(self.val_ids).images
+            parts["val"] = splits.val.subset(self.val_ids)
         return parts
 
     def bank(self, kind: str, method: str) -> Dict[str, Any]:
@@ -219,15 +217,6 @@ def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta:
     return done
 
 
-def _labels(splits: DatasetSplits, store: EnsembleStore) -> Dict[str, torch.Tensor]:
-    labels = {"forget": splits.train.subset(store.forget_ids).labels,
-              "retain": splits.train.subset(store.retain_ids).labels,
-              "test": splits.test.labels[store.test_positions]}
-    if len(store.val_ids):
-        labels["val"] = splits.val.subset(store.val_ids).labels
-    return labels
-
-
 def _row(bank: Dict[str, Any], reference: Dict[str, Any], labels: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     """Every score of one ensemble against the reference retrain ensemble (same number of models)."""
     from inversion_attacks.ensemble import forgetting_score, klom, ulira
@@ -254,7 +243,7 @@ def scorecard(store: EnsembleStore, splits: DatasetSplits, *, methods: Iterable[
     """The per-example verdict for every method in the store, beside the retrain-vs-retrain ceiling and the
     untouched originals (when the store has them): the retrain ensemble is split in two halves, the second
     half is the reference for every row, the first half is the ceiling's stand-in for a perfect method."""
-    labels = _labels(splits, store)
+    labels = {name: data.labels for name, data in store.query_sets(splits).items()}
     retrained = store.bank("retrain", "retrain")
     half = len(retrained["seeds"]) // 2
     if half < 2:

@@ -21,7 +21,7 @@ from contextlib import contextmanager, nullcontext
 
 from . import __version__
 from .io import OutputError, check_outputs, clip, output_lock
-from .presets import setting_value
+from .presets import parse_shard, setting_value
 
 log = logging.getLogger("dcu")
 
@@ -462,12 +462,7 @@ def _bar_row(metrics: Dict[str, Any]) -> Dict[str, float]:
 def cmd_shadows(args) -> int:
     from inversion_attacks.shadow import ShadowStore
 
-    try:
-        part, parts = (int(x) for x in args.shard.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard expects i/n, e.g. 0/4. Got '{clip(args.shard, 40)}'.") from None
-    if not 0 <= part < parts:
-        raise ValueError(f"--shard expects i/n with 0 <= i < n. Got '{args.shard}'.")
+    part, parts = parse_shard(args.shard)
     _, meta, splits, _ = _load_model(args)
     check_outputs({"--out": Path(args.out) / "manifest.json"}, {"--model": args.model})
     store = ShadowStore.create(args.out, splits, meta, count=args.count, seed=args.seed)
@@ -664,12 +659,7 @@ def cmd_audit(args) -> int:
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     if len(requests.forgotten):
         raise ValueError(f"{args.model} already answered forget requests; audit from the original it came from.")
-    try:
-        part, parts = (int(x) for x in args.shard.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard expects i/n, e.g. 0/4. Got '{clip(args.shard, 40)}'.") from None
-    if not 0 <= part < parts:
-        raise ValueError(f"--shard expects i/n with 0 <= i < n. Got '{args.shard}'.")
+    part, parts = parse_shard(args.shard)
     forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
     methods = [m for m in args.methods.split(",") if m and m != "retrain"]
     out = Path(args.out)

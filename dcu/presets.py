@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 TUNED = Path(__file__).resolve().parent / "tuned"
 
@@ -84,6 +84,17 @@ def get_preset(name: str, scenario: str = "random") -> Dict[str, Any]:
     preset = copy.deepcopy(PRESETS[name])
     preset["unlearn"] = {**tuned_settings(name, scenario), **preset.get("unlearn", {})}
     return preset
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``--shard i/n`` -> ``(i, n)`` with 0 <= i < n: this process builds the models k with k % n == i."""
+    try:
+        part, parts = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard expects i/n, e.g. 0/4. Got '{text[:40]}'.") from None
+    if not 0 <= part < parts:
+        raise ValueError(f"--shard expects i/n with 0 <= i < n. Got '{text}'.")
+    return part, parts
 
 
 def method_settings(items: List[str]) -> Dict[str, Dict[str, Any]]:
