@@ -219,7 +219,7 @@ def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta:
 
 def _row(bank: Dict[str, Any], reference: Dict[str, Any], labels: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     """Every score of one ensemble against the reference retrain ensemble (same number of models)."""
-    from inversion_attacks.ensemble import forgetting_score, klom, ulira
+    from inversion_attacks.ensemble import EPSILON_CAP, confidences, forgetting_score, klom, ulira
 
     n = min(len(bank["seeds"]), len(reference["seeds"]))
     take = lambda b, split: b[split][:n]   # noqa: E731
@@ -234,6 +234,9 @@ def _row(bank: Dict[str, Any], reference: Dict[str, Any], labels: Dict[str, torc
            "klom": {split: result.value for split, result in kl.items()},
            **{k: float(bank[k][:n].mean()) for k in ("retain_acc", "forget_acc", "test_acc", "seconds", *PROBES)
               if k in bank},
+           # how much the ensemble's models differ on each forget example (retraining's own spread is the yardstick)
+           "seed_spread": float(confidences(take(bank, "forget"), labels["forget"]).std(0).median()),
+           "epsilon_capped": int((score.per_example >= EPSILON_CAP).sum()),
            "epsilons": score.per_example.tolist(), "klom_forget_per_example": kl["forget"].per_example.tolist()}
     row["ulira"].pop("name", None)
     return row

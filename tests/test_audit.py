@@ -78,6 +78,9 @@ def test_scores_order_retrain_above_a_weak_finetune_above_doing_nothing(audited)
     assert nothing["ulira"]["auc"] > weak["ulira"]["auc"] > 0.75
     assert nothing["klom"]["forget"] > ceiling["klom"]["forget"]
     assert len(weak["epsilons"]) == len(store.forget_ids)
+    # copies of one model have no spread at all, and every ε at the cap (the reference's "peaky" rule)
+    assert nothing["seed_spread"] == 0.0 and nothing["epsilon_capped"] == len(store.forget_ids)
+    assert ceiling["seed_spread"] > 0
     # the probes: the noisy labels the original memorised come back faster than retrain ever learns them
     assert nothing["relearn_forget_acc"] > ceiling["relearn_forget_acc"] + 0.05
     assert nothing["probe_forget_acc"] >= ceiling["probe_forget_acc"] - 0.05
