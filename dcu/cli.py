@@ -708,11 +708,10 @@ def cmd_stores(args) -> int:
     from condense import load_condensed
     from inversion_attacks.shadow import ShadowStore
 
-    raw = json.loads(Path(args.ledger).read_text(encoding="utf-8"))
-    if not isinstance(raw, dict) or raw.get("format") != "dcu-ledger":
-        raise ValueError(f"{args.ledger} is not a dcu request ledger.")
-    deleted = torch.tensor(sorted(set(raw.get("forgotten_ids", [])) | set(raw.get("withdrawn_ids", []))),
-                           dtype=torch.long)
+    from .ledger import load_ledger
+
+    ledger = load_ledger(args.ledger)
+    deleted = torch.cat([ledger.forgotten, ledger.withdrawn]).unique()
     report: Dict[str, Any] = {"ledger": args.ledger, "deleted_ids": len(deleted), "condensed": {}, "shadows": {}}
     for path in args.condensed:
         cset = load_condensed(path)

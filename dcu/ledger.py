@@ -82,6 +82,22 @@ def read_ledger(meta: Dict[str, Any], model_path: str | os.PathLike, num_ids: in
     if not path.is_file():
         raise FileNotFoundError(f"{model_path} answered forget requests, but its request ledger {path} is missing; "
                                 "pass the ledger the request wrote with --ledger PATH.")
+    ledger = load_ledger(path, num_ids)
+    if ledger.model_hash != meta.get("hash"):
+        raise ArtifactError(f"{path} is the ledger of model {clip(ledger.model_hash, 20)}, not of {model_path} "
+                            f"({meta.get('hash')}); pass the ledger that request wrote with --ledger PATH.")
+    if ledger.summary() != {k: meta.get(k) for k in ledger.summary()}:
+        raise ArtifactError(f"{path} does not match {model_path}: its ids do not give the counts and digests the "
+                            "model records. It was altered, or belongs to another model.")
+    return ledger
+
+
+def load_ledger(path: str | os.PathLike, num_ids: Optional[int] = None) -> Ledger:
+    """A ledger file, checked on its own (format, salt, ids whole numbers and, with ``num_ids``, in range);
+    :func:`read_ledger` also checks it against the model it belongs to."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Request ledger {path} does not exist.")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -96,19 +112,12 @@ def read_ledger(meta: Dict[str, Any], model_path: str | os.PathLike, num_ids: in
         ids = raw.get(key)
         if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise ArtifactError(f"{path}: field '{key}' must be a list of whole numbers.")
-        bad = [i for i in ids if not 0 <= i < num_ids]
+        bad = [i for i in ids if num_ids is not None and not 0 <= i < num_ids]
         if bad:
             raise ArtifactError(f"{path}: field '{key}' holds id {bad[0]}, outside 0..{num_ids - 1}.")
         sets[key] = torch.tensor(sorted(set(ids)), dtype=torch.long)
     requests = raw.get("requests", [])
     if not isinstance(requests, list) or not all(isinstance(r, dict) for r in requests):
         raise ArtifactError(f"{path}: field 'requests' must be a list of records.")
-    ledger = Ledger(salt=salt, forgotten=sets["forgotten_ids"], withdrawn=sets["withdrawn_ids"], requests=requests,
-                    model_hash=str(raw.get("model_hash", "")))
-    if ledger.model_hash != meta.get("hash"):
-        raise ArtifactError(f"{path} is the ledger of model {clip(ledger.model_hash, 20)}, not of {model_path} "
-                            f"({meta.get('hash')}); pass the ledger that request wrote with --ledger PATH.")
-    if ledger.summary() != {k: meta.get(k) for k in ledger.summary()}:
-        raise ArtifactError(f"{path} does not match {model_path}: its ids do not give the counts and digests the "
-                            "model records. It was altered, or belongs to another model.")
-    return ledger
+    return Ledger(salt=salt, forgotten=sets["forgotten_ids"], withdrawn=sets["withdrawn_ids"], requests=requests,
+                  model_hash=str(raw.get("model_hash", "")))
