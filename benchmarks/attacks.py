@@ -16,17 +16,17 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from dcu.evaluate import provenance, run_attack  # noqa: E402
-from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
-from dcu.pipeline import forget_requests, preset_original  # noqa: E402
-from dcu.presets import method_settings  # noqa: E402
-from dcu.device import add_threads_argument, set_threads  # noqa: E402
-from dcu.progress import set_quiet  # noqa: E402
-from dcu.train import TrainConfig, accuracy  # noqa: E402
+from dcu.workflows.evaluate import provenance, run_attack
+from dcu.io import atomic_write_json, atomic_write_text
+from dcu.workflows.pipeline import forget_requests, preset_original
+from dcu.presets import method_settings
+from dcu.device import add_threads_argument, set_threads
+from dcu.progress import set_quiet
+from dcu.train import accuracy
+from dcu.workflows.request import answer_request
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -103,17 +103,17 @@ def main(argv=None) -> int:
 
     score("original", original)
     condensed = None
-    train_cfg = TrainConfig(**meta["train_config"])
     for method in args.methods.split(","):
         settings = {**preset.get("unlearn", {}).get(method, {}), **overrides.get(method, {})}
-        unlearner = get_unlearner(method, train_config=train_cfg, seed=args.seed, **settings)
-        if unlearner.requires_condensed and condensed is None:
-            settings = dict(preset["condense"])
-            condensed = get_condenser(settings.pop("method"), seed=args.seed, **settings).condense(splits, original, meta["hash"])
-        model = unlearner.unlearn(original, retain, forget, condensed=condensed if unlearner.requires_condensed else None,
-                                  val=splits.val)
-        score(method + (f" ({args.label})" if args.label else ""), model)
-        result["models"][method + (f" ({args.label})" if args.label else "")]["settings"] = unlearner.config_dict()
+        uses_condensed = get_unlearner(method).requires_condensed
+        if uses_condensed and condensed is None:
+            cond = dict(preset["condense"])
+            condensed = get_condenser(cond.pop("method"), seed=args.seed, **cond).condense(splits, original, meta["hash"])
+        answer = answer_request(original, meta, splits, forget.ids, method=method, settings=settings, seed=args.seed,
+                                condensed=condensed if uses_condensed else None)
+        label = method + (f" ({args.label})" if args.label else "")
+        score(label, answer.model)
+        result["models"][label]["settings"] = answer.meta["method_config"]
         atomic_write_json(result, out)
     return 0
 

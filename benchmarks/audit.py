@@ -16,18 +16,17 @@ import json
 import sys
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from dcu.audit import (EnsembleStore, fill, memorised_request, scorecard, shared_condensed,  # noqa: E402
+from dcu.workflows.audit import (EnsembleStore, fill, memorised_request, scorecard, shared_condensed,
                        subpopulation_request)
-from dcu.device import add_threads_argument, set_threads  # noqa: E402
-from dcu.evaluate import provenance  # noqa: E402
-from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
-from dcu.pipeline import forget_requests, preset_original  # noqa: E402
-from dcu.presets import method_settings, parse_shard  # noqa: E402
-from dcu.progress import set_quiet  # noqa: E402
+from dcu.device import add_threads_argument, set_threads
+from dcu.workflows.evaluate import provenance
+from dcu.io import atomic_write_json, atomic_write_text
+from dcu.workflows.pipeline import forget_requests, preset_original
+from dcu.presets import method_settings, parse_shard
+from dcu.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

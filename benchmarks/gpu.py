@@ -20,18 +20,17 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from dcu.data import DatasetSplits, ImageSet  # noqa: E402
-from dcu.device import resolve_device  # noqa: E402
-from dcu.evaluate import provenance  # noqa: E402
-from dcu.io import atomic_write_json  # noqa: E402
-from dcu.models import create_model  # noqa: E402
-from dcu.device import add_threads_argument, set_threads  # noqa: E402
-from dcu.progress import set_quiet  # noqa: E402
-from dcu.train import TrainConfig, accuracy, train  # noqa: E402
+from dcu.data import DatasetSplits, ImageSet
+from dcu.device import resolve_device
+from dcu.workflows.evaluate import provenance
+from dcu.io import atomic_write_json
+from dcu.models import create_model
+from dcu.device import add_threads_argument, set_threads
+from dcu.progress import set_quiet
+from dcu.train import TrainConfig, accuracy, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -114,9 +113,10 @@ def dcu_vs_retrain(device, data_root, epochs: int, tiny: bool) -> dict:
            "original_seconds": original_seconds, "condense_offline_seconds": offline, "methods": {}}
     for name in ("retrain", "dcu"):
         unlearner = get_unlearner(name, train_config=cfg)
-        model = unlearner.unlearn(original, retain, forget, condensed=cset if name == "dcu" else None, val=splits.val)
+        result = unlearner.unlearn(original, retain, forget, condensed=cset if name == "dcu" else None, val=splits.val)
+        model = result.model
         sync(device)
-        out["methods"][name] = {"seconds": unlearner.stats["seconds"], "forget_acc": accuracy(model, forget),
+        out["methods"][name] = {"seconds": result.seconds, "forget_acc": accuracy(model, forget),
                                 "test_acc": accuracy(model, splits.test)}
     out["rte"] = out["methods"]["retrain"]["seconds"] / out["methods"]["dcu"]["seconds"]
     return out

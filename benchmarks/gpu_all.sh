@@ -21,7 +21,7 @@ step "dm against the reference main_DM.py" \
     "$py" "$here/reference_speed.py" --device cuda --reference "$reference" --data-root "$data" \
     --batch-real 256,64 --warmup 20 --iterations 100 --out "$out/reference-speed-cifar10-cpu-gpu.json"
 step "dm and dsa at IPC 10, dc-300ep evaluation (anchors: DM 48.9, DSA 52.1)" \
-    "$py" "$here/condense.py" --device cuda --preset cifar10-cpu --data-root "$data" --ipc 10 --methods dm,dsa \
+    "$py" "$here/condensation.py" --device cuda --preset cifar10-cpu --data-root "$data" --ipc 10 --methods dm,dsa \
     --budget-minutes "$minutes" --eval-runs 5 --quiet --out "$out/condense-cifar10-gpu.json"
 echo "== done ($(date +%T)), status $status"
 exit $status

@@ -20,17 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from dcu.device import resolve_device  # noqa: E402
-from dcu.evaluate import provenance  # noqa: E402
-from dcu.io import atomic_write_json  # noqa: E402
-from dcu.pipeline import prepare_splits  # noqa: E402
-from dcu.presets import get_preset  # noqa: E402
-from dcu.device import add_threads_argument, set_threads  # noqa: E402
-from dcu.progress import set_quiet  # noqa: E402
+from dcu.device import resolve_device
+from dcu.workflows.evaluate import provenance
+from dcu.io import atomic_write_json
+from dcu.workflows.pipeline import prepare_splits
+from dcu.presets import get_preset
+from dcu.device import add_threads_argument, set_threads
+from dcu.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

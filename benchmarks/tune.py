@@ -1,4 +1,4 @@
-"""Tune unlearning methods on a preset with dcu's multi-objective search (``dcu.tune``: Optuna, objectives =
+"""Tune unlearning methods on a preset with dcu's multi-objective search (``dcu.workflows.tune``: Optuna, objectives =
 gaps to the retrained model on held-out *training* images, never the test set), and ship the chosen settings.
 
     python benchmarks/tune.py --preset cifar10-cpu-sub --data-root ~/data/cifar10 --methods ssd,scrub \\
@@ -6,7 +6,7 @@ gaps to the retrained model on held-out *training* images, never the test set), 
 
 One original (cached in ``--work-dir``) and one retrained reference serve every method of the run; the
 request is the preset's random one for ``--seed`` (``--scenario class``: the whole class the benchmark forgets;
-its choice puts forgetting first, ``--forget-bound``, see ``dcu.tune.choose``).
+its choice puts forgetting first, ``--forget-bound``, see ``dcu.workflows.tune.choose``).
 Each method's search is written after every trial to ``benchmarks/results/tune-<preset>-<method>[-class].json``
 and continues from there when rerun. With ``--write-defaults`` the chosen settings replace the method's entry
 in ``dcu/tuned/<preset>.json`` (the settings ``get_preset`` hands to every run of that preset and scenario),
@@ -20,17 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from dcu.evaluate import provenance  # noqa: E402
-from dcu.io import atomic_write_json  # noqa: E402
-from dcu.pipeline import forget_requests, preset_original  # noqa: E402
-from dcu.presets import TUNED  # noqa: E402
-from dcu.device import add_threads_argument, set_threads  # noqa: E402
-from dcu.progress import set_quiet  # noqa: E402
-from dcu.train import TrainConfig  # noqa: E402
+from dcu.workflows.evaluate import provenance
+from dcu.io import atomic_write_json
+from dcu.workflows.pipeline import forget_requests, preset_original
+from dcu.presets import TUNED
+from dcu.device import add_threads_argument, set_threads
+from dcu.progress import set_quiet
+from dcu.train import TrainConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -62,7 +61,7 @@ def write_defaults(preset: str, method: str, result: dict, source: Path, tuned_d
 def main(argv=None) -> int:
     from unlearn import get_unlearner
 
-    from dcu.tune import choose, tune
+    from dcu.workflows.tune import choose, tune
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cifar10-cpu-sub")
@@ -105,7 +104,7 @@ def main(argv=None) -> int:
                 forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
                 start = time.perf_counter()
                 reference = get_unlearner("retrain", train_config=train_cfg, seed=args.seed).unlearn(original, retain,
-                                                                                                       forget)
+                                                                                                       forget).model
                 print(f"reference retrained in {time.perf_counter() - start:.0f} s", flush=True)
             header = {"benchmark": "tune", "preset": args.preset, **provenance(),
                       "scenario": args.scenario, "forget_count": len(forget_ids)}

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dcu.models.inverter import Inverter
 from dcu.progress import progress
 from dcu.train import features
 
@@ -30,23 +31,6 @@ class MIConfig(FDMConfig):
     inverter_lr: float = 1e-3
     inverter_width: int = 64
     pixel_weight: float = 1.0      # weight of the pixel MSE against the cross-entropy
-
-
-class Inverter(nn.Module):
-    """Feature vector → image: a linear map to a coarse grid, then two upsampling conv blocks."""
-
-    def __init__(self, feature_dim: int, channels: int, size: int, width: int = 64):
-        super().__init__()
-        self.coarse = max(size // 4, 1)
-        self.width = width
-        self.project = nn.Linear(feature_dim, width * self.coarse * self.coarse)
-        self.body = nn.Sequential(
-            nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-            nn.Upsample(size=(size, size)), nn.Conv2d(width, channels, 3, padding=1),
-        )
-
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.body(self.project(code).view(-1, self.width, self.coarse, self.coarse))
 
 
 @register_condenser

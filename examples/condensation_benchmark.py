@@ -4,14 +4,14 @@ condensation time beside it.
 
     python examples/condensation_benchmark.py --preset cifar10-cpu-sub --data-root ~/data/cifar10 --ipc 10
 
-(`benchmarks/condense.py` is the full CIFAR-10 benchmark with time budgets and every IPC.)
+(`benchmarks/condensation.py` is the full CIFAR-10 benchmark with time budgets and every IPC.)
 """
 from __future__ import annotations
 
 import sys
 
 from common import finish, parser, start
-from dcu.pipeline import preset_original
+from dcu.workflows.pipeline import preset_original
 from dcu.plots import comparison_bars
 from dcu.presets import method_settings
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from common import finish, parser, start
-from dcu.pipeline import compare
+from dcu.workflows.pipeline import compare
 from dcu.plots import comparison_bars
 
 

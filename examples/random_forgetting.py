@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from common import accuracy_bars, finish, parser, start
-from dcu.pipeline import compare, table
+from dcu.workflows.pipeline import compare, table
 from dcu.presets import get_preset
 
 

@@ -11,10 +11,10 @@ import sys
 import torch
 
 from common import finish, parser, start
-from dcu.evaluate import model_metrics
-from dcu.pipeline import forget_requests, preset_original
+from dcu.workflows.evaluate import model_metrics
+from dcu.workflows.pipeline import forget_requests, preset_original
+from dcu.workflows.request import answer_request
 from dcu.plots import loss_curve
-from dcu.train import TrainConfig
 
 
 def main(argv=None) -> int:
@@ -28,27 +28,30 @@ def main(argv=None) -> int:
     out = start(args)
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, out, args.device)
     requests = forget_requests(splits, "sequential", args.seed, requests=args.cycles, request_frac=args.request_frac)
-    cfg = TrainConfig(**meta["train_config"])
     settings = dict(preset["condense"])
     condensed = get_condenser(settings.pop("method"), seed=args.seed, **settings).to(args.device).condense(
         splits, original, meta["hash"])
     methods = ["retrain"] + args.methods.split(",")
     rows = {m: [] for m in methods}
-    state = {m: (original, condensed) for m in methods}
+    state = {m: (original, meta, None, condensed) for m in methods}   # model, its meta, its ledger, its condensed set
     forgotten = torch.empty(0, dtype=torch.long)
     for cycle, request in enumerate(requests, 1):
         forgotten = torch.cat([forgotten, request])
         retain, forget_all = splits.train.without(forgotten), splits.train.subset(forgotten)
         for m in methods:
-            model, cset = state[m]
+            model, model_meta, ledger, cset = state[m]
+            uses_condensed = get_unlearner(m).requires_condensed
             # retraining answers every cycle from scratch on what remains; the others chain their answers
-            request_set = forget_all if m == "retrain" else splits.train.subset(request)
-            unlearner = get_unlearner(m, train_config=cfg, seed=args.seed, **preset.get("unlearn", {}).get(m, {}))
-            model = unlearner.unlearn(original if m == "retrain" else model, retain, request_set,
-                                      condensed=cset if unlearner.requires_condensed else None, val=splits.val)
-            state[m] = (model, getattr(unlearner, "refreshed", cset))
-            row = model_metrics(model, retain, forget_all, splits.test, seed=args.seed)
-            row.update(cycle=cycle, forgotten=len(forgotten), seconds=unlearner.stats["seconds"])
+            if m == "retrain":
+                model, model_meta, ledger, request_ids = original, meta, None, forgotten
+            else:
+                request_ids = request
+            answer = answer_request(model, model_meta, splits, request_ids, method=m, seed=args.seed,
+                                    settings=preset.get("unlearn", {}).get(m, {}), ledger=ledger,
+                                    condensed=cset if uses_condensed else None, require_change=False)
+            state[m] = (answer.model, answer.meta, answer.ledger, answer.refreshed if uses_condensed else cset)
+            row = model_metrics(answer.model, retain, forget_all, splits.test, seed=args.seed)
+            row.update(cycle=cycle, forgotten=len(forgotten), seconds=answer.times["online_seconds"])
             rows[m].append(row)
     head = "| cycle | forgotten | method | retain | forget (all so far) | test | MIA | online s |\n|---:|---:|---|---:|---:|---:|---:|---:|"
     lines = [f"| {r['cycle']} | {r['forgotten']} | {m} | {100 * r['retain_acc']:.1f} | {100 * r['forget_acc']:.1f} | "

@@ -1,8 +1,9 @@
 """The attack interface, the common result record and the attack registry.
 
-``attack.run(model, members, non_members) -> AttackResult``: a score per sample (higher means "member"),
-AUC, balanced accuracy, TPR at 1% and 0.1% FPR, and the attack's own headline number where the
-literature has one.
+``attack.run(model, members, non_members, *, retain=None) -> AttackResult``: a score per sample (higher
+means "member"), AUC, balanced accuracy, TPR at 1% and 0.1% FPR, and the attack's own headline number where
+the literature has one. The base class checks the inputs and builds the record; an attack implements
+``score`` (the per-sample scores and its own numbers).
 """
 from __future__ import annotations
 
@@ -60,9 +61,18 @@ class AttackConfig:
     seed: int = 0
 
 
+@dataclass
+class Scores:
+    """What an attack's ``score`` returns: one score per sample (members first), and its own numbers."""
+    values: torch.Tensor
+    headline: Optional[float] = None     # the attack's own number; None: the AUC
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
 class Attack:
     name: str = ""
     Config = AttackConfig
+    headline_name: str = "AUC (forget vs held-out)"
 
     def __init__(self, cfg: Optional[AttackConfig] = None, **kwargs: Any):
         self.cfg = cfg if cfg is not None else self.Config(**kwargs)
@@ -70,6 +80,19 @@ class Attack:
     def run(self, model: torch.nn.Module, members, non_members, *, retain=None) -> AttackResult:
         """Score ``members`` (the forget set) against ``non_members`` (held-out images); population attacks
         that learn what a member looks like use ``retain``."""
+        if len(members) == 0 or len(non_members) == 0:
+            raise ValueError(f"{self.name} needs members and non-members to score; got {len(members)} and "
+                             f"{len(non_members)}.")
+        scores = self.score(model, members, non_members, retain=retain)
+        values = torch.as_tensor(scores.values).double()
+        is_member = torch.cat([torch.ones(len(members), dtype=torch.bool),
+                               torch.zeros(len(non_members), dtype=torch.bool)])
+        metrics = roc_metrics(values.numpy(), is_member.numpy())
+        return AttackResult(attack=self.name, scores=values, is_member=is_member,
+                            headline=metrics["auc"] if scores.headline is None else float(scores.headline),
+                            headline_name=self.headline_name, extra=scores.extra, **metrics)
+
+    def score(self, model: torch.nn.Module, members, non_members, *, retain=None) -> Scores:
         raise NotImplementedError
 
 

@@ -106,7 +106,7 @@ class CondensiveConfig(InversionConfig):
 
 def condensive_inversion(model: nn.Module, auxiliary: ImageSet, cfg: Optional[CondensiveConfig] = None) -> ImageSet:
     """Train a feature→image inverter on ``auxiliary`` images, then invert every class prototype."""
-    from condense.mi import Inverter
+    from dcu.models.inverter import Inverter
 
     cfg = cfg or CondensiveConfig()
     torch.manual_seed(cfg.seed)

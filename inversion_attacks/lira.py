@@ -22,7 +22,7 @@ from typing import Optional
 
 import torch
 
-from .base import Attack, AttackConfig, AttackResult, register_attack, roc_metrics
+from .base import Attack, AttackConfig, Scores, register_attack
 from .shadow import open_store, query_logits
 
 
@@ -62,13 +62,7 @@ class _ShadowAttack(Attack):
         images = torch.cat([members.images, non_members.images])
         shadow_logits, shadow_in = store.load(data_ids)
         target_logits = query_logits(model, images, store.flip)
-        is_member = torch.cat([torch.ones(len(members), dtype=torch.bool), torch.zeros(len(non_members), dtype=torch.bool)])
-        return store, labels, shadow_logits, shadow_in, target_logits, is_member
-
-    def _result(self, scores, is_member, headline_extra):
-        metrics = roc_metrics(scores.numpy(), is_member.numpy())
-        return AttackResult(attack=self.name, scores=scores, is_member=is_member, headline=metrics["auc"],
-                            headline_name="AUC (forget vs held-out)", extra=headline_extra, **metrics)
+        return store, labels, shadow_logits, shadow_in, target_logits
 
 
 @register_attack
@@ -76,11 +70,11 @@ class LiRA(_ShadowAttack):
     name = "lira"
     Config = LiRAConfig
 
-    def run(self, model, members, non_members, *, retain=None) -> AttackResult:
-        store, labels, shadow_logits, shadow_in, target_logits, is_member = self._inputs(model, members, non_members)
+    def score(self, model, members, non_members, *, retain=None) -> Scores:
+        store, labels, shadow_logits, shadow_in, target_logits = self._inputs(model, members, non_members)
         scores, extra = lira_scores(scaled_confidence(shadow_logits, labels), shadow_in,
                                     scaled_confidence(target_logits, labels), self.cfg.online, self.cfg.fixed_variance)
-        return self._result(scores, is_member, extra)
+        return Scores(scores, None, extra)
 
 
 def lira_scores(phi_shadow: torch.Tensor, shadow_in: torch.Tensor, phi_target: torch.Tensor, online: bool = True,
@@ -124,8 +118,10 @@ class RMIA(_ShadowAttack):
     name = "rmia"
     Config = RMIAConfig
 
-    def run(self, model, members, non_members, *, retain=None) -> AttackResult:
-        store, labels, shadow_logits, shadow_in, target_logits, is_member = self._inputs(model, members, non_members)
+    def score(self, model, members, non_members, *, retain=None) -> Scores:
+        store, labels, shadow_logits, shadow_in, target_logits = self._inputs(model, members, non_members)
+        is_member = torch.cat([torch.ones(len(members), dtype=torch.bool), torch.zeros(len(non_members), dtype=torch.bool)])
+
         def true_probability(logits):   # mean over the query views
             return logits.softmax(-1).gather(-1, _label_index(logits, labels)).squeeze(-1).mean(-1)
 
@@ -139,5 +135,5 @@ class RMIA(_ShadowAttack):
         ratio = p_target / p_x.clamp(min=1e-12)
         population = ratio[~is_member]
         scores = (ratio.view(-1, 1) / population.view(1, -1) > self.cfg.gamma).float().mean(1)
-        return self._result(scores, is_member, {"online": self.cfg.online, "shadows": int(shadow_in.shape[0]),
-                                                 "population": int(len(population))})
+        return Scores(scores, None, {"online": self.cfg.online, "shadows": int(shadow_in.shape[0]),
+                                     "population": int(len(population))})

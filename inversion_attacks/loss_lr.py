@@ -15,7 +15,7 @@ import torch
 
 from dcu.train import per_sample_loss
 
-from .base import Attack, AttackConfig, AttackResult, register_attack, roc_metrics
+from .base import Attack, AttackConfig, Scores, register_attack
 
 
 @dataclass
@@ -28,8 +28,9 @@ class LossLRConfig(AttackConfig):
 class LossLR(Attack):
     name = "loss_lr"
     Config = LossLRConfig
+    headline_name = "mean CV accuracy"
 
-    def run(self, model, members, non_members, *, retain=None) -> AttackResult:
+    def score(self, model, members, non_members, *, retain=None) -> Scores:
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 
@@ -46,10 +47,5 @@ class LossLR(Attack):
                                         random_state=self.cfg.seed)
         accs = cross_val_score(LogisticRegression(), x.reshape(-1, 1), y, cv=splits, scoring="accuracy")
         scores = -np.concatenate([member_loss, non_member_loss])  # lower loss = more likely a member
-        is_member = np.concatenate([np.ones(len(member_loss), bool), np.zeros(len(non_member_loss), bool)])
-        return AttackResult(
-            attack=self.name, scores=torch.from_numpy(scores), is_member=torch.from_numpy(is_member),
-            headline=float(accs.mean()), headline_name="mean CV accuracy",
-            extra={"std": float(accs.std()), "n_splits": self.cfg.n_splits, "n_per_side": int(n)},
-            **roc_metrics(scores, is_member),
-        )
+        return Scores(torch.from_numpy(scores), float(accs.mean()),
+                      {"std": float(accs.std()), "n_splits": self.cfg.n_splits, "n_per_side": int(n)})

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from dcu.train import predict
 
-from .base import Attack, AttackConfig, AttackResult, register_attack, roc_metrics
+from .base import Attack, AttackConfig, Scores, register_attack
 
 
 @dataclass
@@ -41,12 +41,11 @@ def _feature(name: str, model, data) -> np.ndarray:
 class _Population(Attack):
     Config = PopulationConfig
     feature = "confidence"
-    headline_name = ""
 
     def classifier(self):
         raise NotImplementedError
 
-    def run(self, model, members, non_members, *, retain=None) -> AttackResult:
+    def score(self, model, members, non_members, *, retain=None) -> Scores:
         if retain is None or len(retain) < 2:
             raise ValueError(f"{self.name} learns what a member looks like from the retain set; pass retain=.")
         rng = np.random.default_rng(self.cfg.seed)
@@ -62,11 +61,8 @@ class _Population(Attack):
                                         np.concatenate([np.ones(n, int), np.zeros(n, int)]))
             headlines.append(self.headline(clf.predict(forget.reshape(-1, 1))))
             scores += clf.decision_function(np.concatenate([forget, held_out]).reshape(-1, 1)) / self.cfg.repeats
-        is_member = np.concatenate([np.ones(len(forget), bool), np.zeros(len(held_out), bool)])
-        return AttackResult(attack=self.name, scores=torch.from_numpy(scores), is_member=torch.from_numpy(is_member),
-                            headline=float(np.mean(headlines)), headline_name=self.headline_name,
-                            extra={"fit_per_side": int(n), "repeats": self.cfg.repeats, "std": float(np.std(headlines))},
-                            **roc_metrics(scores, is_member))
+        return Scores(torch.from_numpy(scores), float(np.mean(headlines)),
+                      {"fit_per_side": int(n), "repeats": self.cfg.repeats, "std": float(np.std(headlines))})
 
 
 @register_attack

@@ -11,13 +11,17 @@ LiRA likelihood ratio. A perfect method makes the two the same: AUC 0.5.
 The unlearned shadows' logits are cached in the store (one file per shadow and method setting), so a stopped
 run resumes and other targets of the same request reuse them; ``shard=i/n`` splits the unlearning over n jobs
 (machines or GPUs), and a run after them all scores with every shadow (the merge).
+
+The attack does not unlearn by itself: ``unlearn_shadow(shadow, meta, splits, forget_ids, seed) -> model``
+is given to it (``dcu.workflows.request.shadow_unlearning`` answers each shadow's request as ``dcu forget``
+would), so this package needs neither the unlearning nor the condensation package.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -25,9 +29,8 @@ from dcu.data import DatasetSplits, ImageSet
 from dcu.io import ArtifactError, atomic_save, safe_load
 from dcu.models import create_model
 from dcu.progress import progress, quiet
-from dcu.train import TrainConfig
 
-from .base import AttackResult, register_attack
+from .base import Scores, register_attack
 from .lira import LiRAConfig, _ShadowAttack, lira_scores, scaled_confidence
 from .shadow import open_store, query_logits
 
@@ -39,17 +42,17 @@ class ULiRAConfig(LiRAConfig):
     condense: Dict[str, Any] = field(default_factory=lambda: {"method": "fdm", "ipc": 10})   # when it needs one
     shard: str = "0/1"      # i/n: unlearn only shadows k with k % n == i (one job per shard); scoring uses every
                             # unlearned shadow cached so far, so a last run after all shards is the merge
+    # (shadow, meta, splits, forget_ids, seed) -> unlearned model, answering the request with `method`
+    unlearn_shadow: Optional[Callable[..., Any]] = None
 
 
 @register_attack
 class ULiRA(_ShadowAttack):
     name = "ulira"
     Config = ULiRAConfig
+    headline_name = "AUC (unlearned vs never trained, per sample)"
 
-    def run(self, model, members, non_members, *, retain=None) -> AttackResult:
-        from condense import get_condenser
-        from unlearn import get_unlearner
-
+    def score(self, model, members, non_members, *, retain=None) -> Scores:
         store = open_store(self.cfg.shadows)
         if retain is None:
             raise ValueError("ulira rebuilds each shadow's training half from the retain, forget and held-out sets; "
@@ -62,7 +65,9 @@ class ULiRA(_ShadowAttack):
                                          query.tolist()], sort_keys=True).encode()).hexdigest()[:12]
         cache = store.path / f"ulira-{self.cfg.method}-{key}"
         manifest = store.manifest
-        train_cfg = TrainConfig(**manifest["train_config"])
+        if self.cfg.unlearn_shadow is None and any(not (cache / f"shadow-{i:04d}.pt").exists() for i in store.done()):
+            raise ValueError("ulira unlearns each shadow with the method under test: pass unlearn_shadow= "
+                             "(dcu.workflows.request.shadow_unlearning builds it; `dcu attack` does this).")
         classes = int(manifest["arch_args"].get("num_classes", int(pool.labels.max()) + 1))
         try:
             part, parts = (int(x) for x in self.cfg.shard.split("/"))
@@ -85,18 +90,10 @@ class ULiRA(_ShadowAttack):
                 forget_ids = query[torch.isin(query, trained.ids)]
                 held = ImageSet(pool.images[~mask], pool.labels[~mask], pool.ids[~mask])
                 held = held.without(query)       # held-out for this shadow, and not scored: what it may calibrate on
-                unlearner = get_unlearner(self.cfg.method, train_config=train_cfg, seed=manifest["seed"] + i,
-                                          **self.cfg.settings)
-                condensed = None
-                if unlearner.requires_condensed:
-                    settings = dict(self.cfg.condense)
-                    splits = DatasetSplits(name=manifest["dataset"], train=trained, test=held, val=held,
-                                           classes=[str(k) for k in range(classes)], mean=(0.0,) * c, std=(1.0,) * c)
-                    condensed = get_condenser(settings.pop("method"), seed=manifest["seed"] + i, **settings).condense(
-                        splits, shadow, "")
+                splits = DatasetSplits(name=manifest["dataset"], train=trained, test=held, val=held,
+                                       classes=[str(k) for k in range(classes)], mean=(0.0,) * c, std=(1.0,) * c)
                 with quiet():
-                    unlearned = unlearner.unlearn(shadow, trained.without(forget_ids), trained.subset(forget_ids),
-                                                  condensed=condensed, val=held)
+                    unlearned = self.cfg.unlearn_shadow(shadow, manifest, splits, forget_ids, manifest["seed"] + i)
                 atomic_save({"format": "dcu-ulira-shadow", "in": mask[query_pos],
                              "logits": query_logits(unlearned, pool.images[query_pos], store.flip).half()}, file)
         logits, trained_then_unlearned = [], []
@@ -109,11 +106,8 @@ class ULiRA(_ShadowAttack):
         target = query_logits(model, torch.cat([members.images, non_members.images]), store.flip)
         scores, extra = lira_scores(scaled_confidence(torch.stack(logits), labels), torch.stack(trained_then_unlearned),
                                     scaled_confidence(target, labels), self.cfg.online, self.cfg.fixed_variance)
-        is_member = torch.cat([torch.ones(len(members), dtype=torch.bool), torch.zeros(len(non_members), dtype=torch.bool)])
         extra.update(method=self.cfg.method, settings=self.cfg.settings, cache=str(cache))
-        result = self._result(scores, is_member, extra)
-        result.headline_name = "AUC (unlearned vs never trained, per sample)"
-        return result
+        return Scores(scores, None, extra)
 
 
 def _pool(store, parts) -> ImageSet:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import dcu
-from dcu.evaluate import indiscernibility
+from dcu.workflows.evaluate import indiscernibility
 from inversion_attacks import get_attack
 
 
@@ -104,7 +104,7 @@ def test_a_store_serves_a_larger_held_out_split_and_scores_the_part_it_knows(sha
     from dataclasses import replace
 
     from conftest import SMOKE_TRAIN
-    from dcu.evaluate import run_attack
+    from dcu.workflows.evaluate import run_attack
     from inversion_attacks.shadow import ShadowStore
 
     splits, original, _, forget, path = shadow_setup
@@ -125,20 +125,24 @@ def test_a_store_serves_a_larger_held_out_split_and_scores_the_part_it_knows(sha
 def test_ulira_sees_through_weak_unlearning_and_not_through_retraining(shadow_setup):
     splits, original, retrained, forget, path = shadow_setup
     retain = splits.train.without(forget.ids)
-    weak = dict(method="finetune", settings={"epochs": 1, "lr": 0.001})
+    from dcu.workflows.request import shadow_unlearning
+
+    weak = dict(method="finetune", settings={"epochs": 1, "lr": 0.001},
+                unlearn_shadow=shadow_unlearning("finetune", {"epochs": 1, "lr": 0.001}))
     # the target unlearned with the weak method still holds the forget set: shadows unlearned the same way match it
     from unlearn import get_unlearner
 
     from conftest import SMOKE_TRAIN
 
     target = get_unlearner("finetune", train_config=dcu.TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 40}),
-                           epochs=1, lr=0.001).unlearn(original, retain, forget)
+                           epochs=1, lr=0.001).unlearn(original, retain, forget).model
     for shard in ("1/2", "0/2"):      # two jobs unlearn half the shadows each ...
         get_attack("ulira", shadows=str(path), shard=shard, **weak).run(target, forget, splits.val, retain=retain)
     on_weak = get_attack("ulira", shadows=str(path), **weak).run(target, forget, splits.val, retain=retain)  # ... merged
     assert on_weak.auc > 0.7, on_weak.summary()
     # retraining (the exact answer) is what the never-trained shadows look like: no signal
-    on_retrained = get_attack("ulira", shadows=str(path), method="retrain").run(retrained, forget, splits.val, retain=retain)
+    on_retrained = get_attack("ulira", shadows=str(path), method="retrain",
+                              unlearn_shadow=shadow_unlearning("retrain")).run(retrained, forget, splits.val, retain=retain)
     assert 0.35 < on_retrained.auc < 0.65, on_retrained.summary()
     cached = list(path.glob("ulira-finetune-*/shadow-*.pt"))
     assert len(cached) == 16     # reused by the next call instead of unlearning again

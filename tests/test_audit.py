@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import dcu
-from dcu.audit import EnsembleStore, fill, scorecard
+from dcu.workflows.audit import EnsembleStore, fill, scorecard
 from dcu.checkpoint import base_meta
-from dcu.cli import main
+from dcu.workflows.cli import main
 from dcu.forget import random_ids
 from inversion_attacks.ensemble import binned_kl, epsilon_points, epsilons, example_epsilon, ulira
 
@@ -118,7 +118,7 @@ def test_dcu_audit_builds_in_shards_then_writes_the_scorecard(tmp_path, capsys):
 def test_memorised_and_subpopulation_forget_sets(noisy_digits, tmp_path):
     """High-memorisation ids are the ones shadows get right only when they trained on them (here: the
     flipped labels); a sub-population is one class's nearest neighbours of an anchor."""
-    from dcu.audit import memorisation, memorised_request, subpopulation_request
+    from dcu.workflows.audit import memorisation, memorised_request, subpopulation_request
     from inversion_attacks.shadow import ShadowStore
 
     original = train_mlp(noisy_digits, epochs=30)

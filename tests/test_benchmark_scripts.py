@@ -65,7 +65,7 @@ def test_reference_speed_harness_times_the_reference_log(tmp_path):
 
 def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     out = tmp_path / "unlearn.json"
-    base = [sys.executable, str(ROOT / "benchmarks" / "unlearn.py"), "--preset", "smoke", "--methods",
+    base = [sys.executable, str(ROOT / "benchmarks" / "unlearning.py"), "--preset", "smoke", "--methods",
             "retrain,gradient_ascent", "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet"]
     subprocess.run(base + ["--seeds", "1"], check=True, timeout=600, cwd=tmp_path)
     subprocess.run(base + ["--seeds", "1", "--first-seed", "1", "--append"], check=True, timeout=600, cwd=tmp_path)
@@ -92,7 +92,7 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
 
 def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     out = tmp_path / "condense.json"
-    base = [sys.executable, str(ROOT / "benchmarks" / "condense.py"), "--preset", "smoke", "--ipc", "2",
+    base = [sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--ipc", "2",
             "--eval-runs", "2", "--protocol", "dc-cpu", "--budget-minutes", "0.02", "--out", str(out), "--quiet"]
     subprocess.run(base + ["--methods", "random,dm"], check=True, timeout=600, cwd=tmp_path)
     subprocess.run(base + ["--methods", "dm", "--set", "dm.batch_real=8", "--label", "batch_real 8",

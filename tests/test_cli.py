@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import dcu
-from dcu.cli import main
+from dcu.workflows.cli import main
 
 
 def dcu_cli(*args):

@@ -48,7 +48,7 @@ def test_dcu_train_under_torchrun_matches_the_single_process_checkpoint(tmp_path
     import sys
 
     from dcu.checkpoint import load_checkpoint
-    from dcu.cli import main
+    from dcu.workflows.cli import main
 
     args = ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "4", "--batch-size", "64", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "one.pt")]) == 0

@@ -49,7 +49,8 @@ def test_condensive_inversion_recovers_class_prototypes(digits, mlp, evaluator):
 def test_unlearning_inversion_points_at_the_forgotten_class(digits, mlp, evaluator):
     forget_ids = digits.train.ids[digits.train.labels == 3]
     forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
-    unlearned = unlearn.get_unlearner("gradient_ascent", train_config=SMOKE_TRAIN, epochs=1, lr=0.01).unlearn(mlp, retain, forget)
+    result = unlearn.get_unlearner("gradient_ascent", train_config=SMOKE_TRAIN, epochs=1, lr=0.01).unlearn(mlp, retain, forget)
+    unlearned = result.model
     inverted = unlearning_inversion(mlp, unlearned, (1, 8, 8), InversionConfig(per_class=4, steps=150),
                                     classes=torch.tensor([3]))
     scores = inversion_scores(inverted, evaluator, digits.val, forget=forget, unseen=digits.val)

@@ -13,7 +13,7 @@ import torch
 
 import dcu
 from dcu.checkpoint import base_meta, load_checkpoint, save_checkpoint
-from dcu.cli import main
+from dcu.workflows.cli import main
 from dcu.io import ArtifactError, OutputError, atomic_save, commit_together, output_lock, recover
 from dcu.train import TrainConfig, train
 
@@ -490,7 +490,7 @@ def test_threads_default_to_the_affinity_mask_and_respect_omp(monkeypatch):
 
 
 def test_every_command_takes_threads():
-    from dcu.cli import build_parser
+    from dcu.workflows.cli import build_parser
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices

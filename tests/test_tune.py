@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from dcu.cli import main
+from dcu.workflows.cli import main
 from dcu.forget import random_ids
-from dcu.tune import OBJECTIVES, split_validation, tune
+from dcu.workflows.tune import OBJECTIVES, split_validation, tune
 
 from conftest import SMOKE_TRAIN
 
@@ -16,7 +16,7 @@ pytest.importorskip("optuna")
 def test_tune_searches_the_space_and_picks_a_pareto_trial(digits, mlp, monkeypatch):
     forget_ids = random_ids(digits.train.ids, 0.1, 0)
     seen = []
-    import dcu.tune as tune_module
+    import dcu.workflows.tune as tune_module
 
     real_metrics = tune_module.model_metrics
 
@@ -77,7 +77,7 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_result(digits, mlp):
 
 
 def test_a_forget_bound_puts_forgetting_first():
-    from dcu.tune import choose
+    from dcu.workflows.tune import choose
 
     def trial(number, retain, forget, val, one_minus_ind):
         return {"number": number, "settings": {"lr": number}, "objectives": {

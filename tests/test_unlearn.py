@@ -25,29 +25,29 @@ def run(name, setup, **cfg):
     splits, original, forget, retain, cset = setup
     train_cfg = TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 60})
     unlearner = unlearn.get_unlearner(name, train_config=train_cfg, **cfg)
-    model = unlearner.unlearn(original, retain, forget, condensed=cset if name == "dcu" else None, val=splits.val)
-    return model, unlearner
+    return unlearner.unlearn(original, retain, forget, condensed=cset if name == "dcu" else None, val=splits.val)
 
 
 def test_retrain_and_dcu_forget_while_keeping_retain_accuracy(noisy_setup):
     splits, original, forget, retain, _ = noisy_setup
     before_forget, before_retain = accuracy(original, forget), accuracy(original, retain)
     assert before_forget > 0.95  # memorised, noisy labels included
-    retrained, _ = run("retrain", noisy_setup)
-    unlearned, unlearner = run("dcu", noisy_setup)
+    retrained = run("retrain", noisy_setup).model
+    result = run("dcu", noisy_setup)
+    unlearned = result.model
     for model in (retrained, unlearned):
         assert accuracy(model, forget) < before_forget - 0.1
         assert accuracy(model, retain) > before_retain - 0.15
     # dcu lands near the retrained model on the forget set, and keeps test accuracy
     assert abs(accuracy(unlearned, forget) - accuracy(retrained, forget)) < 0.15
     assert accuracy(unlearned, splits.test) > accuracy(original, splits.test) - 0.05
-    assert unlearner.stats["condensed_images"] <= 100 and unlearner.stats["refresh_seconds"] >= 0
+    assert result.stats["condensed_images"] <= 100 and result.stats["refresh_seconds"] >= 0
 
 
 def test_finetune_moves_the_model_and_leaves_the_input_untouched(noisy_setup):
     splits, original, forget, retain, _ = noisy_setup
     weights = {k: v.clone() for k, v in original.state_dict().items()}
-    tuned, _ = run("finetune", noisy_setup, epochs=10, lr=0.05)
+    tuned = run("finetune", noisy_setup, epochs=10, lr=0.05).model
     assert accuracy(tuned, forget) < accuracy(original, forget)
     for k, v in original.state_dict().items():
         assert torch.equal(v, weights[k])
@@ -58,12 +58,13 @@ def test_dcu_forgets_a_whole_class(digits, mlp):
     forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
     cset = condense.get_condenser("fdm", ipc=10).condense(digits, mlp, "")
     unlearner = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN)
-    model = unlearner.unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    result = unlearner.unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    model = result.model
     assert accuracy(mlp, forget) > 0.95
     assert accuracy(model, forget) == 0.0
     # only the class's row changes, so no retain image the original got right can go wrong
     assert accuracy(model, retain) >= accuracy(mlp, retain)
-    assert unlearner.stats["steps"] == 0 and unlearner.stats["forget_trained"] == 0
+    assert result.stats["steps"] == 0 and result.stats["forget_trained"] == 0
 
 
 def test_dcu_trains_only_the_samples_of_classes_that_remain(digits, mlp):
@@ -73,8 +74,9 @@ def test_dcu_trains_only_the_samples_of_classes_that_remain(digits, mlp):
     forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
     cset = condense.get_condenser("fdm", ipc=10).condense(digits, mlp, "")
     unlearner = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN)
-    model = unlearner.unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
-    assert unlearner.stats["forget_trained"] == len(some) and unlearner.stats["steps"] > 0
+    result = unlearner.unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    model = result.model
+    assert result.stats["forget_trained"] == len(some) and result.stats["steps"] > 0
     assert accuracy(model, digits.train.subset(whole)) == 0.0
     assert accuracy(model, digits.train.subset(some)) < accuracy(mlp, digits.train.subset(some))
 
@@ -99,39 +101,53 @@ def test_unlearning_is_deterministic_for_a_seed(digits, mlp):
     forget_ids = random_ids(digits.train.ids, 0.1, 0)
     forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
     cset = condense.get_condenser("fdm", ipc=5).condense(digits, mlp, "")
-    a = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN).unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
-    b = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN).unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    result = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN).unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    a = result.model
+    result = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN).unlearn(mlp, retain, forget, condensed=cset, val=digits.val)
+    b = result.model
     for x, y in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(x, y)
 
 
-def test_dcu_mirror_moves_the_mirrored_forget_views_too(noisy_setup):
+def test_dcu_mirror_trains_the_mirrored_forget_views_too(noisy_setup):
     splits, original, forget, retain, cset = noisy_setup
     flip_cfg = TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 60, "flip": True})
     mirrored = ImageSet(forget.images.flip(3), forget.labels, forget.ids)
-    held_out = per_sample_loss(original, splits.val).mean()
-    gap, steps = {}, {}
+    before = per_sample_loss(original, mirrored).mean()
+    moved, steps = {}, {}
     for mirror in (False, True):
-        unlearner = unlearn.get_unlearner("dcu", train_config=flip_cfg, mirror=mirror)
-        model = unlearner.unlearn(original, retain, forget, condensed=cset, val=splits.val)
-        gap[mirror] = (per_sample_loss(model, mirrored).mean() - held_out).abs()
-        steps[mirror] = unlearner.stats["steps"]
+        result = unlearn.get_unlearner("dcu", train_config=flip_cfg, mirror=mirror).unlearn(
+            original, retain, forget, condensed=cset, val=splits.val)
+        moved[mirror] = (per_sample_loss(result.model, mirrored).mean() - before).abs()
+        steps[mirror] = result.stats["steps"]
     assert steps[True] > 1.5 * steps[False]     # twice the forget views per pass
-    # trained on, the mirrored views move towards the held-out loss level (1.54 -> 1.38 away from it here)
-    assert gap[True] < gap[False] - 0.1
+    # trained on, the mirrored views' loss moves several times further than when only the forget images are
+    # (digits mirrored are unlike any digit: 4.7 -> 1.3 against 4.7 -> 4.3 on the machine this was written on)
+    assert moved[True] > 2 * moved[False]
 
 
-def test_dcu_noise_gives_its_runs_a_seed_spread(noisy_setup):
-    """dcu runs with other seeds meet the same targets (on the audit preset they came out near copies, which the
-    per-example audit tells from retrained models); target_noise and weight_noise widen the seed spread."""
-    from inversion_attacks.ensemble import confidences
+def test_dcu_noise_draws_per_seed_targets_and_tail_weights(noisy_setup):
+    """target_noise moves each forget target's logit-scaled confidence by its draw; weight_noise adds to the
+    trained tail a draw of std weight_noise x each tensor's std, after training (so the run is otherwise the
+    same), and another seed draws another."""
+    from unlearn.dcu import calibrated_targets
 
-    splits, original, forget, retain, cset = noisy_setup
+    logits, labels = torch.randn(50, 10), torch.randint(0, 10, (50,))
+    margin, held, absent = torch.randn(50), torch.rand(200) * 2, torch.zeros(10, dtype=torch.bool)
+    noise = torch.randn(50) * 0.5
+    plain = calibrated_targets(logits, labels, margin, held, absent).gather(1, labels.view(-1, 1)).squeeze(1)
+    noisy = calibrated_targets(logits, labels, margin, held, absent, noise).gather(1, labels.view(-1, 1)).squeeze(1)
+    inside = (plain > 1e-3) & (plain < 1 - 1e-3) & (noisy > 1e-3) & (noisy < 1 - 1e-3)
+    assert inside.sum() > 40
+    assert torch.allclose((torch.logit(noisy) - torch.logit(plain))[inside], noise[inside], atol=1e-3)
 
-    def spread(**cfg):
-        logits = torch.stack([predict(run("dcu", noisy_setup, seed=s, **cfg)[0], forget.images) for s in range(4)])
-        return float(confidences(logits, forget.labels).std(0).median())
-
-    plain = spread()
-    assert spread(target_noise=1.0) > 1.15 * plain
-    assert spread(weight_noise=0.3) > 1.15 * plain
+    base = run("dcu", noisy_setup, seed=0).model.state_dict()
+    drawn = run("dcu", noisy_setup, seed=0, weight_noise=0.3).model.state_dict()
+    other = run("dcu", noisy_setup, seed=1, weight_noise=0.3).model.state_dict()
+    changed = [k for k in base if not torch.equal(base[k], drawn[k])]
+    assert changed and len(changed) < len(base)          # the tail only
+    for k in changed:
+        if base[k].numel() > 1:
+            ratio = float((drawn[k] - base[k]).std() / base[k].std())
+            assert 0.2 < ratio < 0.4, (k, ratio)
+    assert not torch.equal(drawn[changed[0]], other[changed[0]])

@@ -80,7 +80,8 @@ def test_method_forgets_within_its_retain_bound(conv_setup, name):
     splits, original, forget, retain = conv_setup
     settings, retain_bound = CASES[name]
     unlearner = unlearn.get_unlearner(name, train_config=TRAIN, **settings)
-    model = unlearner.unlearn(original, retain, forget, val=splits.val)
+    result = unlearner.unlearn(original, retain, forget, val=splits.val)
+    model = result.model
     before_acc, before_conf = accuracy(original, forget), confidence(original, forget)
     assert before_acc > 0.95
     after_acc, after_conf = accuracy(model, forget), confidence(model, forget)
@@ -102,9 +103,10 @@ def test_method_accepts_a_condensed_retain_set(conv_setup, condensed, name):
     cset = condensed
     settings = {**CASES[name][0], **({"epochs": 1} if "epochs" in CASES[name][0] else {})}
     unlearner = unlearn.get_unlearner(name, train_config=TrainConfig(**{**TRAIN.__dict__, "epochs": 2}), **settings)
-    model = unlearner.unlearn(original, retain, forget, condensed=cset, val=splits.val)
+    result = unlearner.unlearn(original, retain, forget, condensed=cset, val=splits.val)
+    model = result.model
     if unlearner.uses_retain:
-        assert unlearner.stats["condensed_images"] <= 50
+        assert result.stats["condensed_images"] <= 50
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -112,7 +114,8 @@ def test_salun_mask_survives_weight_decay_and_momentum(conv_setup):
     splits, original, forget, retain = conv_setup
     masks = saliency_masks(original, forget, 0.3)
     train_cfg = TrainConfig(**{**TRAIN.__dict__, "weight_decay": 0.05, "momentum": 0.99})
-    model = unlearn.get_unlearner("salun", train_config=train_cfg, threshold=0.3, epochs=3, lr=0.05).unlearn(original, retain, forget)
+    result = unlearn.get_unlearner("salun", train_config=train_cfg, threshold=0.3, epochs=3, lr=0.05).unlearn(original, retain, forget)
+    model = result.model
     moved = 0
     for (name, p), p0 in zip(model.named_parameters(), original.parameters()):
         frozen = ~masks[name]
@@ -139,7 +142,8 @@ def test_ssd_touches_only_selected_parameters(conv_setup):
     splits, original, forget, retain = conv_setup
     alpha = 50.0
     unlearner = unlearn.get_unlearner("ssd", alpha=alpha)
-    model = unlearner.unlearn(original, retain, forget)
+    result = unlearner.unlearn(original, retain, forget)
+    model = result.model
     data, _ = joined(retain, forget)
     importance_all = batch_gradient_importance(original, data, batch_size=unlearner.cfg.batch_size)
     importance_forget = batch_gradient_importance(original, forget, batch_size=unlearner.cfg.batch_size)
@@ -150,7 +154,7 @@ def test_ssd_touches_only_selected_parameters(conv_setup):
         assert not (changed & ~selected).any(), name           # nothing outside the selection moved
         assert (p[selected].abs() <= p0[selected].abs() + 1e-7).all()   # dampened, never amplified
         changed_total += int(changed.sum())
-    assert 0 < changed_total <= unlearner.stats["dampened_weights"]
+    assert 0 < changed_total <= result.stats["dampened_weights"]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -161,7 +165,8 @@ def test_method_handles_a_class_left_empty(conv_setup, condensed, name):
     forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
     settings = {**CASES[name][0], **({"epochs": 1} if "epochs" in CASES[name][0] else {})}
     unlearner = unlearn.get_unlearner(name, train_config=TrainConfig(**{**TRAIN.__dict__, "epochs": 2}), **settings)
-    model = unlearner.unlearn(original, retain, forget, val=splits.val)
+    result = unlearner.unlearn(original, retain, forget, val=splits.val)
+    model = result.model
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert 0.0 <= accuracy(model, forget) <= 1.0
 
@@ -172,8 +177,9 @@ def test_tmu_forgets_a_class_left_without_retain_samples(conv_setup):
     forget_ids = splits.train.ids[splits.train.labels == 5]
     forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
     unlearner = unlearn.get_unlearner("tmu", train_config=TRAIN)
-    model = unlearner.unlearn(original, retain, forget, val=splits.val)
-    assert unlearner.stats["forgotten_fraction"] == 1.0
+    result = unlearner.unlearn(original, retain, forget, val=splits.val)
+    model = result.model
+    assert result.stats["forgotten_fraction"] == 1.0
     assert accuracy(model, forget) < 0.5 < accuracy(original, forget)
     assert accuracy(model, retain) > accuracy(original, retain) - 0.3
 
@@ -191,7 +197,8 @@ def test_methods_without_training_forget_a_whole_class(conv_setup, class_request
     splits, original, _, _ = conv_setup
     forget, retain = class_request
     assert accuracy(original, forget) > 0.95
-    model = unlearn.get_unlearner(name, **settings).unlearn(original, retain, forget)
+    result = unlearn.get_unlearner(name, **settings).unlearn(original, retain, forget)
+    model = result.model
     assert accuracy(model, forget) < 0.2, accuracy(model, forget)
     assert accuracy(model, retain) > accuracy(original, retain) - 0.15
 

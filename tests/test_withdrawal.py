@@ -7,7 +7,7 @@ import torch
 
 import dcu
 import unlearn
-from dcu.cli import main
+from dcu.workflows.cli import main
 
 
 def dcu_cli(*args):

@@ -1,7 +1,8 @@
 """The ``Unlearner`` interface and the unlearning registry.
 
-``unlearner.unlearn(model, retain, forget, *, condensed=None, val=None) -> model`` never changes the model
-it is given. ``retain`` and ``forget`` are :class:`~dcu.data.ImageSet` views of the training split,
+``unlearner.unlearn(model, retain, forget, *, condensed=None, val=None) -> UnlearnResult`` never changes the
+model it is given; the result holds the unlearned model, the run's statistics (``seconds`` and what the
+method records) and the condensed set refreshed for the request (when one was given and the method used it). ``retain`` and ``forget`` are :class:`~dcu.data.ImageSet` views of the training split,
 ``condensed`` a condensed retain set to use in place of ``retain`` (refreshed for the request inside the
 call, so its cost counts as online time), ``val`` held-out training images for methods that calibrate.
 The base class validates, copies, seeds and times; a method implements ``run``.
@@ -24,6 +25,18 @@ UNLEARNERS = Registry("unlearning method")
 
 
 @dataclass
+class UnlearnResult:
+    """What one call of :meth:`Unlearner.unlearn` produced."""
+    model: nn.Module
+    stats: Dict[str, Any]            # "seconds" (online time) and whatever the method records
+    refreshed: Optional[Any] = None  # the condensed set without the forget ids, when the method refreshed one
+
+    @property
+    def seconds(self) -> float:
+        return self.stats["seconds"]
+
+
+@dataclass
 class UnlearnConfig:
     seed: int = 0
 
@@ -40,11 +53,12 @@ class Unlearner:
     def __init__(self, cfg: Optional[UnlearnConfig] = None, *, train_config: Optional[TrainConfig] = None, **kwargs: Any):
         self.cfg = cfg if cfg is not None else self.Config(**kwargs)
         self.train_config = train_config or TrainConfig()  # the original model's schedule
-        self.stats: Dict[str, Any] = {}
+        self.stats: Dict[str, Any] = {}     # filled during one run, handed over in its UnlearnResult
+        self._refreshed = None
         self.device = torch.device("cpu")   # the model's, set by unlearn(); a refresh computes there too
 
     def unlearn(self, model: nn.Module, retain: ImageSet, forget: ImageSet, *, condensed=None,
-                val: Optional[ImageSet] = None) -> nn.Module:
+                val: Optional[ImageSet] = None) -> UnlearnResult:
         if len(forget) == 0:
             raise ValueError("The forget set is empty: there is nothing to unlearn.")
         if len(retain) == 0:
@@ -57,7 +71,7 @@ class Unlearner:
         self.device = model_device(model)
         torch.manual_seed(self.cfg.seed)
         start = time.perf_counter()
-        self.stats = {}
+        self.stats, self._refreshed = {}, None
         model = self.run(model, retain, forget, condensed=condensed, val=val)
         if self.device.type == "cuda":   # the queued work is part of the time
             torch.cuda.synchronize(self.device)
@@ -65,7 +79,9 @@ class Unlearner:
         for name, p in model.state_dict().items():
             if p.is_floating_point() and not torch.isfinite(p).all():
                 raise FloatingPointError(f"Unlearning with '{self.name}' produced non-finite weights in {name}.")
-        return model.eval()
+        result = UnlearnResult(model.eval(), self.stats, self._refreshed)
+        self.stats, self._refreshed = {}, None
+        return result
 
     def run(self, model: nn.Module, retain: ImageSet, forget: ImageSet, *, condensed, val) -> nn.Module:
         raise NotImplementedError
@@ -78,7 +94,7 @@ class Unlearner:
         refreshed = condensed.refresh(forget.ids, retain, forget, device=self.device)
         self.stats["refresh_seconds"] = time.perf_counter() - start
         self.stats["condensed_images"] = len(refreshed)
-        self.refreshed = refreshed
+        self._refreshed = refreshed
         return refreshed.as_imageset()
 
     def schedule(self, **overrides: Any) -> TrainConfig:

@@ -19,9 +19,9 @@ import torch
 
 from contextlib import contextmanager, nullcontext
 
-from . import __version__
-from .io import OutputError, check_outputs, clip, output_lock
-from .presets import parse_shard, setting_value
+from .. import __version__
+from ..io import OutputError, check_outputs, clip, output_lock
+from ..presets import parse_shard, setting_value
 
 log = logging.getLogger("dcu")
 
@@ -91,7 +91,7 @@ def _add_forget_args(p: argparse.ArgumentParser, flag: str = "--ids") -> None:
 
 def _splits_for(args, meta: Optional[Dict[str, Any]] = None, val_frac: Optional[float] = None):
     """The dataset, with the held-out split the model was trained with (from its metadata)."""
-    from .data import load
+    from ..data import load
 
     splits = load(args.dataset, args.data_root, quiet=args.quiet)
     holdout = (meta or {}).get("holdout") or {"frac": val_frac if val_frac is not None else 0.0, "seed": 0}
@@ -101,8 +101,8 @@ def _splits_for(args, meta: Optional[Dict[str, Any]] = None, val_frac: Optional[
 def _load_model(args, path: Optional[str] = None, ledger: Optional[str] = None):
     """(model, meta, splits, ledger): a checkpoint, the dataset split it was trained with (checked to fit each
     other), and its request ledger. Ids the ledger withdrew are gone from the held-out split."""
-    from .checkpoint import check_fits, load_checkpoint
-    from .ledger import read_ledger
+    from ..checkpoint import check_fits, load_checkpoint
+    from ..ledger import read_ledger
 
     path = path or args.model
     model, meta = load_checkpoint(path)
@@ -131,7 +131,7 @@ def _progress_file(args) -> Path:
 
 def _model_inputs(args, flag: str = "--model") -> Dict[str, Any]:
     """The files a command reads for its model: the checkpoint and its ledger (given, or the default one)."""
-    from .ledger import ledger_path
+    from ..ledger import ledger_path
 
     model = getattr(args, flag.lstrip("-").replace("-", "_"))
     default = ledger_path(model) if model else None
@@ -152,18 +152,14 @@ def _auto_augment(splits) -> Dict[str, Any]:
     return {"augment": rgb, "flip": rgb and splits.name != "svhn"}
 
 
-# what each step of a model's lineage keeps of its checkpoint's metadata (``dcu history`` prints it)
-LINEAGE_KEYS = ("hash", "kind", "method", "method_config", "parent_hash", "forget_hash", "forget_count",
-                "withdrawn_count", "times", "created", "versions", "num_trained_on")
-
 # --- commands -----------------------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from .checkpoint import base_meta, save_checkpoint
-    from .device import finish_distributed, init_distributed, resolve_device
-    from .io import ids_hash
-    from .models import create_model
-    from .train import TrainConfig, accuracy, train
+    from ..checkpoint import base_meta, save_checkpoint
+    from ..device import finish_distributed, init_distributed, resolve_device
+    from ..io import ids_hash
+    from ..models import create_model
+    from ..train import TrainConfig, accuracy, train
 
     device = resolve_device(args.device)
     splits = _splits_for(args, val_frac=args.val_frac)
@@ -204,8 +200,8 @@ def cmd_train(args) -> int:
 def cmd_condense(args) -> int:
     from condense import get_condenser
 
-    from .device import resolve_device
-    from .io import ids_hash
+    from ..device import resolve_device
+    from ..io import ids_hash
 
     model, meta = None, None
     if args.model:
@@ -239,7 +235,7 @@ def cmd_condense(args) -> int:
         log.info("Condensed %d training images into %d with '%s' in %.1f s -> %s", len(splits.train), len(cset),
                  args.method, cset.timings["condense_seconds"], args.out)
         if args.plots:
-            from .plots import image_grid, loss_curve
+            from ..plots import image_grid, loss_curve
 
             image_grid(cset.images, cset.labels, splits.classes, splits.mean, splits.std, plots[0],
                        per_class=min(10, args.ipc), title=f"{args.method}, {args.ipc} per class")
@@ -251,22 +247,19 @@ def cmd_condense(args) -> int:
 
 
 def cmd_forget(args) -> int:
-    import copy
-
     from unlearn import get_unlearner
 
-    from .checkpoint import checkpoint_payload
-    from .device import resolve_device
-    from .forget import ForgetRequestError, resolve_request
-    from .io import commit_together
-    from .ledger import ledger_path
-    from .train import TrainConfig
+    from ..device import resolve_device
+    from ..forget import ForgetRequestError, resolve_request
+    from ..io import commit_together
+    from ..ledger import ledger_path
+    from .request import answer_request, check_condensed
 
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     earlier = requests.forgotten
     remaining = replace(splits, train=splits.train.without(earlier)) if len(earlier) else splits
     if args.ids:
-        from .forget import parse_ids_file
+        from ..forget import parse_ids_file
 
         named = parse_ids_file(args.ids, splits.num_ids)
         again = torch.isin(named, torch.cat([earlier, requests.withdrawn]))
@@ -275,97 +268,47 @@ def cmd_forget(args) -> int:
                                      f"request answered by {args.model}.")
     request = resolve_request(remaining, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class,
                               seed=args.forget_seed)
-    forget_ids, withdrawn = request.forget, request.withdrawn
-    train_set = remaining.train
-    forget, retain = train_set.subset(forget_ids), train_set.without(forget_ids)
-    val = splits.val.without(withdrawn) if splits.val is not None and len(withdrawn) else splits.val
     condensed = None
     if args.condensed:
         from condense import load_condensed
 
         condensed = load_condensed(args.condensed)
         condensed.check_fits(splits, args.condensed)
-        if condensed.source.get("holdout") not in (None, meta.get("holdout")):
-            raise ValueError(f"{args.condensed} was made with held-out split {condensed.source['holdout']}, but "
-                             f"{args.model} with {meta.get('holdout')}.")
-        lineage = {meta["hash"]} | {step.get("hash") for step in meta.get("lineage", [])}
-        made_with = condensed.source.get("model_hash")
-        if made_with and made_with not in lineage:
-            raise ValueError(f"{args.condensed} was condensed with model {made_with}, which is neither {args.model} "
-                             f"({meta['hash']}) nor one of its ancestors.")
-        paired = condensed.source.get("refreshed_for")
-        if paired and paired != meta["hash"]:
-            raise ValueError(f"{args.condensed} was refreshed for model {paired}, not for {args.model} ({meta['hash']}); "
-                             "pass the model and condensed set that one request wrote.")
-        stale = torch.isin(condensed.members, earlier)
-        if stale.any():
-            raise ValueError(f"{args.condensed} still holds id {int(condensed.members[stale][0])}, which an earlier "
-                             "request forgot; pass the condensed set that request wrote.")
-    train_cfg = TrainConfig(**meta["train_config"])
-    unlearner = get_unlearner(args.method, train_config=train_cfg, seed=args.seed, **_settings(args.set))
+        check_condensed(condensed, meta, requests.forgotten, name=args.condensed)
+    settings = _settings(args.set)
+    get_unlearner(args.method, **settings)     # unknown settings are refused before any output is touched
     ledger_out = Path(args.ledger_out) if args.ledger_out else ledger_path(args.out)
     inputs = {**_model_inputs(args), "--condensed": args.condensed, "--ids": args.ids}
     outputs = {"--out": args.out, "--condensed-out": args.condensed_out, "the ledger (--ledger-out)": ledger_out}
     with _writing(outputs, inputs):
         device = resolve_device(args.device)
-        if device.type != "cpu" and not unlearner.runs_on_gpu:
+        if device.type != "cpu" and not get_unlearner(args.method).runs_on_gpu:
             log.info("'%s' runs on the CPU (only retrain, finetune, cf_k and eu_k run on a GPU so far).", args.method)
         elif device.type != "cpu":
             model = model.to(device)
-        refreshed = None
-        if len(forget_ids):
-            unlearned = unlearner.unlearn(model, retain, forget, condensed=condensed, val=val)
-            before = {k: v.cpu() for k, v in model.state_dict().items()}
-            if all(torch.equal(v.cpu(), before[k]) for k, v in unlearned.state_dict().items()):
-                raise ValueError(f"Unlearning with '{args.method}' left every weight as it was (settings "
-                                 f"{unlearner.config_dict()}); nothing was written. Check the settings (epochs=0?).")
-            times = {"online_seconds": unlearner.stats["seconds"],
-                     **{k: v for k, v in unlearner.stats.items() if k.endswith("seconds") and k != "seconds"}}
-            refreshed = getattr(unlearner, "refreshed", None)
-        else:   # every id was held out: nothing to unlearn, but the held-out split loses them
-            unlearned, times = copy.deepcopy(model), {"online_seconds": 0.0}
-        if condensed is not None:
-            if refreshed is None and len(forget_ids):   # the method did not use the set: it must still lose the ids
-                start = time.perf_counter()
-                refreshed = condensed.refresh(forget_ids, retain, forget)
-                times["store_refresh_seconds"] = time.perf_counter() - start
-            refreshed = refreshed if refreshed is not None else condensed
-            times["offline_seconds"] = condensed.timings.get("condense_seconds")
-        new_ledger = requests.after(forget_ids, withdrawn)
-        parent = {k: meta.get(k) for k in LINEAGE_KEYS}
-        new_meta = {**{k: v for k, v in meta.items() if k not in ("hash", "created", "versions", "forgotten_ids")},
-                    "kind": "unlearned", "parent_hash": meta["hash"], "forget_hash": new_ledger.digest(forget_ids),
-                    "forget_count": int(len(forget_ids)), "withdrawn_count": int(len(new_ledger.withdrawn)),
-                    **new_ledger.summary(), "train_ids_hash": new_ledger.digest(retain.ids),
-                    "num_trained_on": len(retain), "method": args.method, "method_config": unlearner.config_dict(),
-                    "times": times, "lineage": list(meta.get("lineage", [])) + [parent]}
-        payload, digest = checkpoint_payload(unlearned, new_meta)
-        new_ledger.model_hash = digest
-        new_ledger.requests.append({"model_hash": digest, "parent_hash": meta["hash"], "method": args.method,
-                                    "created": payload["meta"]["created"], "forget_ids": forget_ids.tolist(),
-                                    "withdrawn_ids": withdrawn.tolist()})
-        writes = [(Path(args.out), lambda fh: torch.save(payload, fh)),
-                  (ledger_out, lambda fh: fh.write(new_ledger.to_json().encode()))]
-        if refreshed is not None and args.condensed_out:
-            refreshed.source = {**refreshed.source, "refreshed_for": digest}
-            writes.append((Path(args.condensed_out), lambda fh: torch.save(refreshed.payload(), fh)))
+        answer = answer_request(model, meta, splits, request.forget, method=args.method, settings=settings,
+                                seed=args.seed, ledger=requests, withdrawn=request.withdrawn, condensed=condensed)
+        writes = [(Path(args.out), lambda fh: torch.save(answer.payload, fh)),
+                  (ledger_out, lambda fh: fh.write(answer.ledger.to_json().encode()))]
+        if answer.refreshed is not None and args.condensed_out:
+            writes.append((Path(args.condensed_out), lambda fh: torch.save(answer.refreshed.payload(), fh)))
         commit_together(writes)
-    if len(withdrawn):
+    if len(request.withdrawn):
         log.info("%d of the ids were held out and never trained on; they are removed from the held-out split for "
-                 "this and every later request (recorded in %s).", len(withdrawn), ledger_out)
-    if condensed is not None and not args.condensed_out and len(forget_ids):
+                 "this and every later request (recorded in %s).", len(request.withdrawn), ledger_out)
+    if condensed is not None and not args.condensed_out and len(request.forget):
         log.warning("Warning: %s still summarises the forgotten ids; pass --condensed-out to write the refreshed "
                     "set, and keep that one instead.", args.condensed)
-    log.info("Forgot %d samples with '%s' in %.2f s -> %s (hash %s); request ledger -> %s", len(forget_ids),
-             args.method, times["online_seconds"], args.out, digest, ledger_out)
+    log.info("Forgot %d samples with '%s' in %.2f s -> %s (hash %s); request ledger -> %s", len(request.forget),
+             args.method, answer.times["online_seconds"], args.out, answer.hash, ledger_out)
     return 0
 
 
 def _load_reference(args, path: str, splits, meta: Dict[str, Any], forget_ids: torch.Tensor):
     """The retrained model a report compares with, checked to answer this very request: the same dataset,
     held-out split and forgotten ids (read from its ledger)."""
-    from .checkpoint import check_fits, load_checkpoint
-    from .ledger import read_ledger
+    from ..checkpoint import check_fits, load_checkpoint
+    from ..ledger import read_ledger
 
     reference, ref_meta = load_checkpoint(path)
     check_fits(ref_meta, splits, path)
@@ -380,9 +323,9 @@ def _load_reference(args, path: str, splits, meta: Dict[str, Any], forget_ids: t
 
 
 def cmd_evaluate(args) -> int:
-    from .device import resolve_device
+    from ..device import resolve_device
     from .evaluate import evaluate
-    from .forget import resolve
+    from ..forget import resolve
 
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     if args.ids or args.forget_frac is not None or args.forget_class is not None:
@@ -423,7 +366,7 @@ def _check_store(path: str, splits) -> None:
 
 
 def _write_report(args, report: Dict[str, Any], splits, meta: Dict[str, Any], reference, plots: Dict[str, Path]) -> None:
-    from .io import atomic_write_json
+    from ..io import atomic_write_json
 
     atomic_write_json(report, args.out)
     line = (f"retain {report['retain_acc']:.3f}  forget {report['forget_acc']:.3f}  test {report['test_acc']:.3f}  "
@@ -433,7 +376,7 @@ def _write_report(args, report: Dict[str, Any], splits, meta: Dict[str, Any], re
         log.info("  %s: %s %.4f, AUC %.3f, TPR@1%%FPR %.3f, TPR@0.1%%FPR %.3f", name, result["headline_name"],
                  result["headline"], result["auc"], result["tpr_at_1fpr"], result["tpr_at_01fpr"])
     if args.plots:
-        from .plots import comparison_bars
+        from ..plots import comparison_bars
 
         rows = {meta.get("method") or "model": _bar_row(report)}
         if reference is not None:
@@ -441,7 +384,7 @@ def _write_report(args, report: Dict[str, Any], splits, meta: Dict[str, Any], re
         png = plots["the bar chart"]
         comparison_bars(rows, ["retain_acc", "forget_acc", "test_acc", "mia"], png, title=f"{splits.name}")
         log.info("Bar chart -> %s", png)
-        from .plots import roc_curves
+        from ..plots import roc_curves
 
         curves = {name: result["roc"] for name, result in report["mia"].items() if result.get("roc")}
         if reference is not None:
@@ -481,10 +424,10 @@ def cmd_invert(args) -> int:
     from inversion_attacks.inversion import (CondensiveConfig, InversionConfig, condensive_inversion,
                                              gradient_inversion, inversion_scores, unlearning_inversion)
 
-    from .checkpoint import check_fits, load_checkpoint
-    from .io import atomic_write_json
-    from .models import create_model
-    from .train import TrainConfig, train
+    from ..checkpoint import check_fits, load_checkpoint
+    from ..io import atomic_write_json
+    from ..models import create_model
+    from ..train import TrainConfig, train
 
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     if splits.val is None or len(splits.val) == 0:
@@ -528,7 +471,7 @@ def cmd_invert(args) -> int:
              len(inverted), args.method, report["scores"]["evaluator_accuracy"], report["scores"]["nearest_ssim"],
              report["scores"]["nearest_psnr"], args.out)
     if args.plots:
-        from .plots import inversion_pairs
+        from ..plots import inversion_pairs
 
         nearest = []
         for image, label in zip(inverted.images, inverted.labels):
@@ -542,9 +485,9 @@ def cmd_invert(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from .forget import resolve
-    from .io import atomic_write_json
-    from .train import TrainConfig
+    from ..forget import resolve
+    from ..io import atomic_write_json
+    from ..train import TrainConfig
     from .tune import tune
 
     model, meta, splits, _ = _load_model(args, ledger=args.ledger)
@@ -581,11 +524,13 @@ def cmd_tune(args) -> int:
 
 def history(meta: Dict[str, Any]) -> List[Dict[str, Any]]:
     """The chain of steps from the original to this model, oldest first."""
+    from .request import LINEAGE_KEYS
+
     return list(meta.get("lineage", [])) + [{k: meta.get(k) for k in LINEAGE_KEYS}]
 
 
 def cmd_history(args) -> int:
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     _, meta = load_checkpoint(args.model)
     steps = history(meta)
@@ -614,9 +559,9 @@ def cmd_list(args) -> int:
     import inversion_attacks
     import unlearn
 
-    from .data import list_datasets
-    from .models import list_models
-    from .presets import PRESETS
+    from ..data import list_datasets
+    from ..models import list_models
+    from ..presets import PRESETS
 
     kinds = {"datasets": list_datasets(), "models": list_models(), "condensation": condense.list_condensers(),
              "unlearning": unlearn.list_unlearners(), "attacks": inversion_attacks.list_attacks(),
@@ -628,7 +573,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .io import atomic_write_json
+    from ..io import atomic_write_json
     from .pipeline import compare, table
 
     start = time.perf_counter()
@@ -651,9 +596,9 @@ def cmd_audit(args) -> int:
     """Build what is missing of the ensembles for this shard, then (once the store is complete) score them."""
     from .audit import EnsembleStore, fill, scorecard, shared_condensed
     from .evaluate import provenance
-    from .forget import resolve
-    from .io import atomic_write_json
-    from .presets import method_settings
+    from ..forget import resolve
+    from ..io import atomic_write_json
+    from ..presets import method_settings
     from unlearn import get_unlearner
 
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
@@ -690,7 +635,7 @@ def cmd_audit(args) -> int:
                 "settings": method_settings(args.set), "forget_request": {"count": len(forget_ids)}}
         atomic_write_json(card, out)
         if args.plots:
-            from .plots import audit_figure
+            from ..plots import audit_figure
 
             audit_figure(card, figure, title=f"{splits.name}: {len(forget_ids)} forget examples, "
                                              f"{card['models_per_ensemble']} models per ensemble")
@@ -708,7 +653,7 @@ def cmd_stores(args) -> int:
     from condense import load_condensed
     from inversion_attacks.shadow import ShadowStore
 
-    from .ledger import load_ledger
+    from ..ledger import load_ledger
 
     ledger = load_ledger(args.ledger)
     deleted = torch.cat([ledger.forgotten, ledger.withdrawn]).unique()
@@ -732,8 +677,8 @@ def cmd_export(args) -> int:
     requests the model answered (no ids, counts, digests or lineage)."""
     from safetensors.torch import save as safetensors_bytes
 
-    from .checkpoint import load_checkpoint
-    from .io import _atomic
+    from ..checkpoint import load_checkpoint
+    from ..io import _atomic
 
     model, meta = load_checkpoint(args.model)
     check_outputs({"--out": args.out}, _model_inputs(args, "model"))
@@ -952,8 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .io import ArtifactError
-    from .progress import set_quiet
+    from ..io import ArtifactError
+    from ..progress import set_quiet
 
     parser = build_parser()
     try:
@@ -965,7 +910,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     set_quiet(args.quiet)
-    from .device import set_threads
+    from ..device import set_threads
 
     set_threads(args.threads)
     try:

@@ -1,7 +1,7 @@
 """Condensation benchmark: every method at each IPC on CIFAR-10, condensation time and the test accuracy of
 fresh ConvNets trained on the condensed set alone (a named protocol, mean ± std over runs).
 
-    python benchmarks/condense.py --preset cifar10-cpu --data-root ~/data/cifar10 --ipc 10 --budget-minutes 20
+    python benchmarks/condensation.py --preset cifar10-cpu --data-root ~/data/cifar10 --ipc 10 --budget-minutes 20
 
 Methods that iterate (dc, dsa, dm) stop at ``--budget-minutes`` of condensation; the iterations reached are
 recorded. The cap is checked between iterations, so an iteration begun inside it runs to its end (at IPC 50 one
@@ -18,17 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from dcu.device import resolve_device  # noqa: E402
-from dcu.evaluate import provenance  # noqa: E402
-from dcu.io import atomic_write_json, atomic_write_text  # noqa: E402
-from dcu.pipeline import prepare_splits, train_original  # noqa: E402
-from dcu.presets import get_preset, method_settings  # noqa: E402
-from dcu.device import add_threads_argument, set_threads  # noqa: E402
-from dcu.progress import set_quiet  # noqa: E402
+from dcu.device import resolve_device
+from dcu.workflows.evaluate import provenance
+from dcu.io import atomic_write_json, atomic_write_text
+from dcu.workflows.pipeline import prepare_splits, train_original
+from dcu.presets import get_preset, method_settings
+from dcu.device import add_threads_argument, set_threads
+from dcu.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ITERATIVE = {"dc", "dsa", "dm"}

@@ -11,8 +11,8 @@ from typing import Any, Dict, Iterable, Optional
 import torch
 import torch.nn as nn
 
-from .data import DatasetSplits, ImageSet
-from .train import accuracy
+from ..data import DatasetSplits, ImageSet
+from ..train import accuracy
 
 ACCURACIES = ("retain_acc", "forget_acc", "test_acc")
 
@@ -36,7 +36,7 @@ def machine() -> Dict[str, Any]:
 
 def provenance() -> Dict[str, Any]:
     """What produced a result file: the command line, the machine and the package versions."""
-    from .checkpoint import versions
+    from ..checkpoint import versions
 
     return {"command": " ".join(sys.argv), "machine": machine(), "versions": versions()}
 
@@ -52,6 +52,13 @@ def run_attack(name: str, model: nn.Module, retain: ImageSet, forget: ImageSet, 
 
     uses_shadows = "shadows" in {f.name for f in fields(ATTACKS.get(name).Config)}
     settings = dict(settings or {})
+    if "unlearn_shadow" in {f.name for f in fields(ATTACKS.get(name).Config)} and "unlearn_shadow" not in settings:
+        from .request import shadow_unlearning   # U-LiRA: each shadow answers the request as `dcu forget` would
+
+        defaults = ATTACKS.get(name).Config()
+        settings["unlearn_shadow"] = shadow_unlearning(settings.get("method", defaults.method),
+                                                       settings.get("settings", defaults.settings),
+                                                       settings.get("condense", defaults.condense))
     if not uses_shadows:
         return get_attack(name, seed=seed, **settings).run(model, forget, test, retain=retain)
     if held_out is None or len(held_out) == 0:

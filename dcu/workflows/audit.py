@@ -23,11 +23,11 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .data import DatasetSplits, ImageSet
-from .io import ArtifactError, atomic_save, atomic_write_json, ids_hash, safe_load
-from .models import create_model
-from .progress import progress, quiet
-from .train import TrainConfig, accuracy, predict, train
+from ..data import DatasetSplits, ImageSet
+from ..io import ArtifactError, atomic_save, atomic_write_json, ids_hash, safe_load
+from ..models import create_model
+from ..progress import progress, quiet
+from ..train import TrainConfig, accuracy, predict, train
 
 MANIFEST = "manifest.json"
 FORMAT = "dcu-ensemble"
@@ -151,7 +151,7 @@ def probes(model: nn.Module, splits: DatasetSplits, forget, retain, *, seed: int
 
     from sklearn.linear_model import LogisticRegression
 
-    from .train import features
+    from ..train import features
 
     out: Dict[str, float] = {}
     if splits.val is not None and len(splits.val) >= 2 * splits.num_classes:
@@ -211,7 +211,7 @@ def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta:
                 unlearner = get_unlearner(method.split("@")[0], train_config=train_cfg, seed=seed,
                                           **settings.get(method, {}))
                 model = unlearner.unlearn(original, retain, forget, val=splits.val,
-                                          condensed=condensed if unlearner.requires_condensed else None)
+                                          condensed=condensed if unlearner.requires_condensed else None).model
         store.add(kind, method, seed, model, splits, time.perf_counter() - start)
         done.append((kind, method, seed))
     return done
@@ -317,7 +317,7 @@ def memorised_request(shadows, splits: DatasetSplits, count: int, *, high: bool 
 def subpopulation_request(model: nn.Module, splits: DatasetSplits, count: int, *, seed: int = 0) -> torch.Tensor:
     """A sub-population: a random anchor image and its ``count - 1`` nearest training images of the same class
     in the model's penultimate feature space."""
-    from .train import features
+    from ..train import features
 
     gen = torch.Generator().manual_seed(seed)
     anchor = int(torch.randint(len(splits.train), (1,), generator=gen))

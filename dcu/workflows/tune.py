@@ -20,9 +20,9 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from .data import DatasetSplits, ImageSet
+from ..data import DatasetSplits, ImageSet
 from .evaluate import indiscernibility, model_metrics
-from .train import TrainConfig
+from ..train import TrainConfig
 
 OBJECTIVES = ("retain_gap", "forget_gap", "val_gap", "one_minus_indiscernibility")
 
@@ -76,7 +76,7 @@ def tune(method: str, original: nn.Module, splits: DatasetSplits, forget_ids: to
         raise ImportError("dcu tune needs Optuna: pip install 'dcu[tune]' (or pip install optuna).") from exc
     from unlearn import get_unlearner
 
-    from .io import ArtifactError
+    from ..io import ArtifactError
 
     fixed = dict(fixed or {})
     method_val, objective_val = split_validation(splits.val, seed)
@@ -101,7 +101,7 @@ def tune(method: str, original: nn.Module, splits: DatasetSplits, forget_ids: to
         result["reference"] = ref = resume["reference"]
     else:
         if reference is None:
-            reference = get_unlearner("retrain", train_config=train_config, seed=seed).unlearn(original, retain, forget)
+            reference = get_unlearner("retrain", train_config=train_config, seed=seed).unlearn(original, retain, forget).model
             result["reference_seconds"] = time.perf_counter() - start
         result["reference"] = ref = measure(reference)
 
@@ -164,10 +164,10 @@ def _run_trial(method, number, settings, train_config, seed, original, retain, f
 
     unlearner = get_unlearner(method, train_config=train_config, seed=seed, **settings)
     try:
-        model = unlearner.unlearn(original, retain, forget, condensed=condensed, val=method_val)
+        result = unlearner.unlearn(original, retain, forget, condensed=condensed, val=method_val)
     except FloatingPointError as exc:   # a diverged setting is a bad trial, not a failed search
         return {"number": number, "settings": settings, "objectives": dict.fromkeys(OBJECTIVES, 1.0), "error": str(exc)}
-    row = measure(model)
+    row = measure(result.model)
     return {"number": number, "settings": settings, "objectives": dict(zip(OBJECTIVES, objectives(row, ref))),
             "retain_acc": row["retain_acc"], "forget_acc": row["forget_acc"], "val_acc": row["test_acc"],
-            "mia": row["mia"]["loss_lr"]["headline"], "seconds": unlearner.stats["seconds"]}
+            "mia": row["mia"]["loss_lr"]["headline"], "seconds": result.seconds}

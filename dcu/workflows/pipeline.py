@@ -6,7 +6,6 @@ This module sits at the top layer (like the CLI): it looks methods up by name in
 """
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -16,14 +15,14 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
 
-from .checkpoint import base_meta, load_checkpoint, save_checkpoint
-from .data import DatasetSplits, load
+from ..checkpoint import base_meta, load_checkpoint, save_checkpoint
+from ..data import DatasetSplits, load
 from .evaluate import gaps, machine, model_metrics, same_classes
-from .forget import random_ids
-from .io import ids_hash
-from .models import create_model
-from .presets import get_preset
-from .train import TrainConfig, model_device, train
+from ..forget import random_ids
+from ..io import ids_hash
+from ..models import create_model
+from ..presets import get_preset
+from ..train import TrainConfig, model_device, train
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +119,8 @@ def compare(
     from condense import get_condenser
     from unlearn import get_unlearner
 
+    from .request import answer_request
+
     preset = {**get_preset(preset_name, scenario), **(preset_overrides or {})}
     work = Path(work_dir) if work_dir else None
     splits = prepare_splits(preset, data_root)
@@ -141,7 +142,7 @@ def compare(
         row = model_metrics(model, retain, forget, test, attacks=attacks, seed=seed,
                             non_members=same_classes(splits.test, forget))
         if scenario == "class":
-            from .train import accuracy
+            from ..train import accuracy
 
             row["test_forget_class_acc"] = accuracy(model, splits.test.without(test.ids))
         return row
@@ -160,32 +161,28 @@ def compare(
         result["condense"] = {"method": method, **cond_cfg, "images": len(condensed),
                               "offline_seconds": condensed.timings["condense_seconds"]}
 
-    train_cfg = TrainConfig(**meta["train_config"])
     overrides = method_overrides or {}
     for name in methods:
         settings = {**preset.get("unlearn", {}).get(name, {}), **overrides.get(name, {})}
-        model, cset, seconds, stats = original, condensed, [], []
-        on_gpu = get_unlearner(name).runs_on_gpu or torch.device(device).type == "cpu"
-        if not on_gpu:
-            model = copy.deepcopy(original).cpu()
+        model, model_meta, cset, ledger, seconds, stats = original, meta, condensed, None, [], []
+        uses_condensed = get_unlearner(name).requires_condensed
         chain = [forget_ids] if name == "retrain" else requests
-        forgotten = torch.empty(0, dtype=torch.long)
         for request in chain:
-            unlearner = get_unlearner(name, train_config=train_cfg, seed=seed, **settings)
-            remaining = splits.train.without(torch.cat([forgotten, request]))
-            model = unlearner.unlearn(model, remaining, splits.train.subset(request),
-                                      condensed=cset if unlearner.requires_condensed else None, val=splits.val)
-            cset = getattr(unlearner, "refreshed", cset)
-            forgotten = torch.cat([forgotten, request])
-            seconds.append(unlearner.stats["seconds"])
-            stats.append({k: v for k, v in unlearner.stats.items() if k != "seconds"})
+            answer = answer_request(model, model_meta, splits, request, method=name, settings=settings, seed=seed,
+                                    ledger=ledger, condensed=cset if uses_condensed else None,
+                                    require_change=False)
+            model, model_meta, ledger = answer.model, answer.meta, answer.ledger
+            cset = answer.refreshed if uses_condensed else cset
+            seconds.append(answer.times["online_seconds"])
+            stats.append({k: v for k, v in answer.stats.items() if k != "seconds"})
+        config = model_meta["method_config"]
         row = metrics(model)
         row["online_seconds"] = sum(seconds) / len(seconds)  # per request
         row["online_seconds_total"] = sum(seconds)
         row["stats"] = stats if len(stats) > 1 else stats[0]
-        row["config"] = unlearner.config_dict()
+        row["config"] = config
         row["device"] = str(model_device(model))
-        if unlearner.requires_condensed and "condense" in result:
+        if uses_condensed and "condense" in result:
             row["offline_seconds"] = result["condense"]["offline_seconds"]
         result["methods"][name] = row
         add_reference_columns(result)

@@ -1,6 +1,6 @@
 """Unlearning benchmark: original, then every method on random forgetting, evaluated against retrain.
 
-    python benchmarks/unlearn.py --preset cifar10-cpu-sub --data-root ~/data/cifar10 --seeds 1
+    python benchmarks/unlearning.py --preset cifar10-cpu-sub --data-root ~/data/cifar10 --seeds 1
 
 Writes ``benchmarks/results/unlearn-<preset>.json`` after every finished part (a long run that is
 stopped keeps what finished) and prints a markdown table per seed and the mean ± std over seeds.
@@ -19,14 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-# This file shares its name with the `unlearn` package: keep its own folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from dcu.evaluate import provenance  # noqa: E402
+from dcu.workflows.evaluate import provenance
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.pipeline import add_reference_columns, compare, table
+from dcu.workflows.pipeline import add_reference_columns, compare, table
 from dcu.presets import method_settings
-from dcu.device import add_threads_argument, set_threads  # noqa: E402
+from dcu.device import add_threads_argument, set_threads
 from dcu.progress import set_quiet
 
 RESULTS = Path(__file__).resolve().parent / "results"
