@@ -100,6 +100,9 @@ class CondensedSet:
         """What the file holds: a header and every field."""
         payload = {"format": FORMAT, "format_version": FORMAT_VERSION}
         payload.update({f.name: getattr(self, f.name) for f in fields(self)})
+        # a live module kept in memory (the extractor of a wrapped model) is never written: files hold tensors
+        payload["state"] = {k: {kk: vv for kk, vv in v.items() if kk != "module"} if isinstance(v, dict) else v
+                            for k, v in payload["state"].items()}
         return payload
 
     def save(self, path: str | os.PathLike) -> None:

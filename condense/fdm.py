@@ -15,13 +15,15 @@ shaped). The model the set was made with travels inside the artifact, so refresh
 """
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from dcu.models import create_model, model_config
+from dcu.models import MODELS, create_model, model_config
 from dcu.progress import progress
 from dcu.train import features, on_device
 
@@ -46,9 +48,17 @@ def _segment_softmax(logits: torch.Tensor, segment: torch.Tensor, num_segments: 
 
 
 def _extractor(cset) -> nn.Module:
+    """The model the set was condensed with: rebuilt from its registration, or (a wrapped model of the
+    user's, which only this process knows) the copy kept with the set in memory."""
     spec = cset.state["extractor"]
-    net = create_model(spec["arch"], **spec["arch_args"])
-    net.load_state_dict(spec["state_dict"])
+    if spec["arch"] in MODELS:
+        net = create_model(spec["arch"], **spec["arch_args"])
+        net.load_state_dict(spec["state_dict"])
+    elif "module" in spec:
+        net = copy.deepcopy(spec["module"])
+    else:
+        raise ValueError(f"This condensed set was made with model '{spec['arch']}', which is not registered in this "
+                         "process: register its builder (dcu.models.register_model) and import it first.")
     return net.eval().requires_grad_(False)
 
 
@@ -94,8 +104,7 @@ class FastDistributionMatching(Condenser):
     def build(self, train, num_classes, model):
         from sklearn.cluster import KMeans
 
-        extractor = create_model(**{"name": model.arch, **model.arch_args})
-        extractor.load_state_dict(model.state_dict())
+        extractor = copy.deepcopy(model)
         extractor.eval().requires_grad_(False).to(self.device)
         feats = features(extractor, train.images)
         centred = feats - feats.mean(0)
@@ -120,7 +129,8 @@ class FastDistributionMatching(Condenser):
         return new_set(images, labels, torch.arange(num_buckets), train.ids.clone(), member_bucket,
                        member_state={"code": codes.half()},
                        bucket_state={"feature_sum": feature_sum, "count": count},
-                       state={"extractor": {**model_config(extractor), "state_dict": extractor.state_dict()}})
+                       state={"extractor": {**model_config(extractor), "state_dict": extractor.state_dict(),
+                                            **({} if extractor.arch in MODELS else {"module": extractor})}})
 
     def remake(self, cset, buckets, retain, forget, *, old, forget_ids):
         extractor = _extractor(cset).to(self.device)

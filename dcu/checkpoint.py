@@ -59,6 +59,10 @@ def checkpoint_payload(model: nn.Module, meta: Dict[str, Any]) -> Tuple[Dict[str
     """What a checkpoint file holds (header, metadata, weights on the CPU), and the weights' hash."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     meta = {"versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **meta, **model_config(model)}
+    from .models import MODELS
+
+    if model.arch in MODELS:     # where the builder lives, so a loader can name the module to import
+        meta["arch_module"] = MODELS.get(model.arch).__module__
     meta = _plain(meta)
     meta["hash"] = state_hash(state)
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": meta, "state_dict": state}, meta["hash"]
@@ -130,6 +134,13 @@ def validate_meta(meta: Any, path: Any = "checkpoint") -> None:
             raise _bad(path, key, "is missing")
         if not check(meta[key]):
             raise _bad(path, key, f"{why} (got {clip(repr(meta[key]), 60)})")
+    from .models import MODELS
+
+    if meta["arch"] not in MODELS:
+        module = meta.get("arch_module")
+        where = f" (registered by module '{clip(str(module), 60)}')" if module else ""
+        raise ArtifactError(f"{path} holds a '{meta['arch']}' model{where}, which is not registered in this process: "
+                            "import the module that registers it first (in Python, or `dcu ... --import MODULE`).")
     if len(meta["classes"]) != meta["num_classes"]:
         raise _bad(path, "classes", f"names {len(meta['classes'])} classes but num_classes is {meta['num_classes']}")
     channels = meta["input_shape"][0]

@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dcu.data import ImageSet
+from dcu.models import num_classes
 from dcu.progress import progress
 from dcu.train import features, predict
 
@@ -46,7 +47,7 @@ class InversionConfig:
 
 
 def _classes(model: nn.Module) -> int:
-    return int(model.arch_args.get("num_classes", 10))
+    return num_classes(model)
 
 
 def _optimise(images: torch.Tensor, objective, cfg: InversionConfig, desc: str) -> torch.Tensor:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dcu.models import create_model
+from dcu.models import fresh_model
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -35,7 +35,7 @@ class BadTeacher(Unlearner):
 
     def run(self, model, retain, forget, *, condensed, val):
         good = copy.deepcopy(model).eval()
-        bad = create_model(model.arch, **model.arch_args).eval()   # random, under the seed the base class set
+        bad = fresh_model(model).eval()   # random, under the seed the base class set
         retain_data = self.retain_data(retain, forget, condensed)
         keep = torch.randperm(len(retain_data), generator=torch.Generator().manual_seed(self.cfg.seed))
         keep = keep[: max(1, int(round(self.cfg.retain_fraction * len(retain_data))))]

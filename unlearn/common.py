@@ -13,10 +13,6 @@ from dcu.data import ImageSet
 from dcu.train import TrainConfig, augment_batch
 
 
-def num_classes(model: nn.Module) -> int:
-    return int(model.arch_args.get("num_classes", 10))
-
-
 def classes_without_retain(retain: ImageSet, classes: int) -> torch.Tensor:
     """Mask over ``classes``: the classes with no retain sample left, which a retrained model cannot predict
     (a class-wise request removes them)."""

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from dcu.data import ImageSet
-from dcu.models import split_model
+from dcu.models import num_classes as count_classes, split_model
 from dcu.train import TrainConfig, augment_batch, model_device, on_device, predict, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -122,7 +122,7 @@ class DCU(Unlearner):
                              "Train the original with --val-frac > 0 (the default) or pass a val split.")
         cfg = self.cfg
         synthetic = self.retain_data(retain, forget, condensed)
-        num_classes = model.arch_args.get("num_classes") or int(max(retain.labels.max(), forget.labels.max())) + 1
+        num_classes = count_classes(model)
         absent = classes_without_retain(retain, num_classes)
         whole_class = absent[forget.labels]
         self.stats["forget_trained"] = int((~whole_class).sum())

@@ -13,8 +13,10 @@ from typing import Optional
 
 import torch
 
+from dcu.models import num_classes
+
 from .base import UnlearnConfig, Unlearner, register_unlearner
-from .common import classes_without_retain, fisher_diagonal, num_classes
+from .common import classes_without_retain, fisher_diagonal
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
-from .common import num_classes
+from dcu.models import num_classes
 
 
 @dataclass

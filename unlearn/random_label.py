@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
-from .common import HardMask, joined, num_classes, random_other_labels
+from dcu.models import num_classes
+
+from .common import HardMask, joined, random_other_labels
 
 
 @dataclass

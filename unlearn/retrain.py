@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from dcu.models import create_model
+from dcu.models import fresh_model
 from dcu.train import model_device, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -24,7 +24,7 @@ class Retrain(Unlearner):
     Config = RetrainConfig
 
     def run(self, model, retain, forget, *, condensed, val):
-        fresh = create_model(model.arch, **model.arch_args).to(model_device(model))  # seeded by the base class
+        fresh = fresh_model(model).to(model_device(model))  # seeded by the base class
         data = self.retain_data(retain, forget, condensed)
         train(fresh, data, self.schedule(seed=self.cfg.seed), desc="retrain")
         return fresh

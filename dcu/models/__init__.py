@@ -1,8 +1,10 @@
 """Model zoo: a registry and one factory, ``create_model(name, **kwargs)``.
 
 Every model takes ``in_channels``, ``num_classes`` and ``image_size`` and offers ``forward_features``
-(the penultimate embedding, flat), ``forward_head``, ``feature_dim`` and ``stages()`` (the forward pass as
-a list of blocks, so a method can train the last few on cached activations).
+(the penultimate embedding, flat), ``forward_head``, ``get_classifier()``, ``feature_dim`` and ``stages()``
+(the forward pass as a list of blocks, so a method can train the last few on cached activations). A model
+of your own gets the same protocol from :func:`wrap` (``dcu/models/wrap.py`` describes it); register a
+builder with ``@register_model("name")`` so its checkpoints load by name.
 """
 from __future__ import annotations
 
@@ -72,7 +74,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     the argument named, not a traceback from deep inside the model.
     """
     args = check_model_args(name, kwargs)
-    model = MODELS.get(name)(**args)
+    model = wrap(MODELS.get(name)(**args))    # a builder may return a plain module; wrap checks the protocol
     model.arch = name
     model.arch_args = args
     return model
@@ -103,4 +105,10 @@ def model_config(model: nn.Module) -> Dict[str, Any]:
     return {"arch": model.arch, "arch_args": dict(model.arch_args)}
 
 
+def num_classes(model: nn.Module) -> int:
+    """How many classes ``model`` predicts: its classifier's output width (the one way to count them)."""
+    return int(model.get_classifier().out_features)
+
+
+from .wrap import PROTOCOL, WrappedModel, fresh_model, wrap  # noqa: E402
 from . import convnet, mlp, resnet, vgg  # noqa: E402,F401  (registration)

@@ -52,6 +52,9 @@ class ResNet(nn.Module):
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(features)
 
+    def get_classifier(self) -> nn.Linear:
+        return self.classifier
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 

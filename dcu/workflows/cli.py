@@ -712,6 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--threads", type=POSITIVE, default=None,
                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else the cores this process may use)")
+        p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                       help="import MODULE first (it registers your own models, datasets or methods; repeatable)")
         return p
 
     p = command("train", "Train the original model on a dataset's training split (minus a held-out validation split).")
@@ -913,6 +915,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     from ..device import set_threads
 
     set_threads(args.threads)
+    import importlib
+
+    for module in getattr(args, "imports", []):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            print(f"dcu {args.command}: error: --import {module}: {clip(str(err), 200)}", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except (ValueError, KeyError, FileNotFoundError, ArtifactError, FloatingPointError, OutputError) as err:
