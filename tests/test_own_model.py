@@ -145,3 +145,32 @@ def test_a_registered_builder_trains_and_loads_in_a_new_process_with_import(tmp_
                                         str(tmp_path / "m.safetensors")], env=env, capture_output=True, text=True)
     assert with_import.returncode == 0, with_import.stderr
     assert (tmp_path / "m.safetensors").stat().st_size > 0
+
+
+def test_dcu_import_makes_a_checkpoint_of_outside_weights_that_requests_can_use(tmp_path):
+    from dcu.workflows.cli import main
+
+    import dcu
+
+    torch.manual_seed(0)
+    outside = dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8)
+    torch.save({"module." + k: v for k, v in outside.state_dict().items()}, tmp_path / "w.pt")   # from DDP
+    assert main(["import", str(tmp_path / "w.pt"), "--dataset", "digits", "--model", "mlp", "--epochs", "3",
+                 "--out", str(tmp_path / "m.pt"), "--quiet"]) == 0
+    model, meta = dcu.load_checkpoint(tmp_path / "m.pt")
+    assert meta["kind"] == "imported" and meta["train_config"]["epochs"] == 3 and meta["holdout"]["frac"] == 0.1
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), outside.state_dict().values()))
+    assert main(["export", str(tmp_path / "m.pt"), "--out", str(tmp_path / "m.safetensors"), "--quiet"]) == 0
+    assert main(["import", str(tmp_path / "m.safetensors"), "--dataset", "digits", "--model", "mlp",
+                 "--out", str(tmp_path / "again.pt"), "--quiet"]) == 0
+    assert main(["forget", "--dataset", "digits", "--model", str(tmp_path / "again.pt"), "--forget-frac", "0.1",
+                 "--method", "finetune", "--set", "epochs=1", "--out", str(tmp_path / "u.pt"), "--quiet"]) == 0
+
+
+def test_dcu_import_refuses_weights_of_another_architecture_naming_the_weight(tmp_path, capsys):
+    from dcu.workflows.cli import main
+
+    torch.save({"features.1.weight": torch.zeros(3, 3)}, tmp_path / "w.pt")
+    assert main(["import", str(tmp_path / "w.pt"), "--dataset", "digits", "--model", "mlp", "--out",
+                 str(tmp_path / "m.pt")]) == 2
+    assert "does not fit a mlp" in capsys.readouterr().err and not (tmp_path / "m.pt").exists()

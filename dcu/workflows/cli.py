@@ -692,7 +692,70 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """A plain state dict trained outside dcu, made a dcu checkpoint with the metadata the user gives: the
+    architecture, the dataset and held-out split it was trained with, and the schedule retraining should use."""
+    from ..checkpoint import base_meta, save_checkpoint
+    from ..io import ArtifactError, safe_load
+    from ..models import create_model
+    from ..train import TrainConfig
+
+    splits = _splits_for(args, val_frac=args.val_frac)
+    c, h, _ = splits.input_shape
+    model = create_model(args.model, **{**_settings(args.model_arg), "in_channels": c,
+                                        "num_classes": splits.num_classes, "image_size": h})
+    if str(args.weights).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(args.weights)
+        except Exception as err:   # a damaged or foreign file: one line, not a traceback
+            raise ArtifactError(f"{args.weights} is not a readable safetensors file ({clip(str(err))}).") from None
+    else:
+        state = safe_load(args.weights, what="state dict")
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ArtifactError(f"{args.weights} is not a state dict (a mapping of parameter names to tensors).")
+    if all(k.startswith("module.") for k in state):       # saved from DataParallel / DDP
+        state = {k[len("module."):]: v for k, v in state.items()}
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or extra:
+        what = f"lacks weight '{missing[0]}'" if missing else f"has weight '{clip(extra[0], 60)}' that it does not have"
+        raise ArtifactError(f"{args.weights} does not fit a {args.model} {model.arch_args}: it {what}; check --model "
+                            "and --model-arg.")
+    for key, value in expected.items():
+        if state[key].shape != value.shape:
+            raise ArtifactError(f"{args.weights}: weight '{key}' is {tuple(state[key].shape)}, a {args.model} "
+                                f"{model.arch_args} has {tuple(value.shape)}; check --model-arg.")
+    model.load_state_dict(state)
+    aug = _auto_augment(splits)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, **aug)
+    meta = {**base_meta(model, splits, splits.train.ids), "kind": "imported", "seed": args.seed,
+            "holdout": {"frac": args.val_frac, "seed": 0}, "train_config": asdict(cfg), "times": {},
+            "forgotten_count": 0, "lineage": [], "imported_from": Path(args.weights).name}
+    with _writing({"--out": args.out}, {"weights": args.weights}):
+        digest = save_checkpoint(args.out, model, meta)
+    from ..train import accuracy
+
+    log.info("Imported %s as a %s trained on %s (%d training images, %d held out): test acc %.3f -> %s (hash %s)",
+             args.weights, args.model, splits.name, len(splits.train), len(splits.val) if splits.val is not None else 0,
+             accuracy(model, splits.test), args.out, digest)
+    return 0
+
+
 # --- parser -------------------------------------------------------------------------------------------------
+
+def _add_schedule_args(p: argparse.ArgumentParser, title: str) -> None:
+    group = p.add_argument_group(title)
+    group.add_argument("--epochs", type=POSITIVE, default=30)
+    group.add_argument("--batch-size", type=POSITIVE, default=128)
+    group.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
+    group.add_argument("--lr", type=_number(float, 0.0, open_low=True), default=0.05, help="peak learning rate")
+    group.add_argument("--weight-decay", type=_number(float, 0.0), default=5e-4)
+    group.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"], default="onecycle")
+
 
 class _Parser(argparse.ArgumentParser):
     """An argument error is one line naming the fault (and exit status 2), not the usage block."""
@@ -720,12 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--model", required=True, help="architecture: convnet, mlp, resnet18, vgg11 (dcu list models)")
     p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. width=64 (repeatable)")
-    p.add_argument("--epochs", type=POSITIVE, default=30)
-    p.add_argument("--batch-size", type=POSITIVE, default=128)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
-    p.add_argument("--lr", type=_number(float, 0.0, open_low=True), default=0.05, help="peak learning rate (default 0.05)")
-    p.add_argument("--weight-decay", type=_number(float, 0.0), default=5e-4)
-    p.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"], default="onecycle")
+    _add_schedule_args(p, "the training schedule")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="flip + 4-pixel crop (default: on for RGB images of 16 px and more)")
     p.add_argument("--val-frac", type=FRACTION, default=0.1,
@@ -873,6 +931,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune", action="store_true",
                    help="delete the shadow models trained on those ids; `dcu shadows` then retrains them without")
     p.set_defaults(func=cmd_stores)
+
+    p = command("import", "Make a dcu checkpoint of weights trained elsewhere (a state dict or safetensors file), "
+                          "with the architecture, dataset and held-out split you name.")
+    p.add_argument("weights", help="a .pt state dict (or {'state_dict': ...}) or a .safetensors file")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the architecture the weights belong to (dcu list models)")
+    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. width=64 (repeatable)")
+    p.add_argument("--val-frac", type=FRACTION, default=0.1,
+                   help="the part of the training split the model never trained on (dcu's held-out split); 0 if it "
+                        "trained on all of it")
+    _add_schedule_args(p, "the schedule `retrain` and the methods that train use for this model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="the dcu checkpoint to write")
+    p.set_defaults(func=cmd_import)
 
     p = command("export", "Write a model's weights as safetensors for sharing, with no request data.")
     p.add_argument("model")
