@@ -154,6 +154,69 @@ def load(name: str, root: Optional[str | os.PathLike] = None, *, quiet: bool = T
     return loader(_data_root(root), quiet=quiet)
 
 
+register_dataset = DATASETS.register
+
+
+def from_datasets(train, test, *, name: str, classes: Optional[Sequence[str]] = None,
+                  mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> DatasetSplits:
+    """Splits from any two map-style datasets yielding ``(image, label)``: torchvision datasets (without a
+    transform, or with ``ToTensor``), or your own. An image may be a PIL image, an ``H x W (x C)`` uint8
+    array, or a ``C x H x W`` tensor (uint8, or floats in [0, 1]); all must share one shape. ``mean`` /
+    ``std`` default to the training images' per-channel statistics; ``classes`` to the datasets' own
+    ``classes`` attribute, else "0".."K-1". Ids are the training images' positions in ``train``.
+
+    For the command line, register a loader in a module of yours and pass ``--import`` that module::
+
+        @dcu.data.register_dataset("mydata")
+        def mydata(root, quiet=True):
+            return dcu.data.from_datasets(MyTrain(root), MyTest(root), name="mydata")
+    """
+    def arrays(ds, split: str):
+        images, labels = [], []
+        for i in range(len(ds)):
+            item = ds[i]
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise ValueError(f"{name} {split}[{i}] is {type(item).__name__}; a dataset must yield (image, label).")
+            images.append(_as_uint8_chw(item[0], f"{name} {split}[{i}]"))
+            labels.append(int(item[1]))
+            if images[-1].shape != images[0].shape:
+                raise ValueError(f"{name} {split}[{i}] is {tuple(images[-1].shape)}, but [0] is "
+                                 f"{tuple(images[0].shape)}: every image must have one size (resize them first).")
+        if not images:
+            raise ValueError(f"The {split} dataset of {name} is empty.")
+        return torch.stack(images), torch.tensor(labels, dtype=torch.long)
+
+    train_x, train_y = arrays(train, "train")
+    test_x, test_y = arrays(test, "test")
+    if test_x.shape[1:] != train_x.shape[1:]:
+        raise ValueError(f"{name}: test images are {tuple(test_x.shape[1:])}, training images {tuple(train_x.shape[1:])}.")
+    count = int(max(train_y.max(), test_y.max())) + 1
+    classes = list(classes or getattr(train, "classes", None) or [str(i) for i in range(count)])
+    if len(classes) < count or int(min(train_y.min(), test_y.min())) < 0:
+        raise ValueError(f"{name}: labels run {int(min(train_y.min(), test_y.min()))}..{count - 1}, but there are "
+                         f"{len(classes)} class names; labels must be 0..K-1.")
+    if mean is None or std is None:
+        pixels = train_x.transpose(0, 1).flatten(1).float() / 255
+        mean, std = pixels.mean(1).tolist(), pixels.std(1).clamp(min=1e-3).tolist()
+    raw = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y, "classes": [str(c) for c in classes]}
+    return _from_uint8(name, raw, mean, std, info={"source": f"datasets {type(train).__name__} / {type(test).__name__}"})
+
+
+def _as_uint8_chw(image, where: str) -> torch.Tensor:
+    if isinstance(image, torch.Tensor):
+        if image.dtype == torch.uint8:
+            return image if image.ndim == 3 else image.unsqueeze(0)
+        if image.is_floating_point():
+            x = image if image.ndim == 3 else image.unsqueeze(0)
+            return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        raise ValueError(f"{where} is a {image.dtype} tensor; give uint8 or floats in [0, 1].")
+    array = np.asarray(image)         # PIL images and arrays: H x W or H x W x C
+    if array.dtype != np.uint8:
+        raise ValueError(f"{where} is an array of {array.dtype}; give uint8 pixels, a PIL image or a tensor.")
+    tensor = torch.from_numpy(array.copy())
+    return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
 def list_datasets() -> List[str]:
     return DATASETS.names() + ["folder:PATH"]
 

@@ -64,12 +64,26 @@ def random_ids(train_ids: torch.Tensor | int, frac: float, seed: int) -> torch.T
     return torch.sort(train_ids[torch.randperm(len(train_ids), generator=gen)[:count]]).values
 
 
-def class_ids(labels: torch.Tensor, cls: int, classes: Optional[List[str]] = None) -> torch.Tensor:
-    """Every training id of one class."""
-    num_classes = len(classes) if classes else int(labels.max()) + 1
-    if not 0 <= cls < num_classes:
-        raise ForgetRequestError(f"--forget-class must be in 0..{num_classes - 1}. Got {cls}.")
-    return torch.nonzero(labels == cls).flatten()
+def class_index(cls: int | str, classes: List[str]) -> int:
+    """A class given by name or by index. A name wins: in a folder dataset whose classes are named "0".."9"
+    in another order, "3" is the folder named 3, not the fourth in sorted order."""
+    if str(cls) in classes:
+        return classes.index(str(cls))
+    text = str(cls).strip()
+    if text.lstrip("-").isdigit() and text.isascii():
+        index = int(text)
+        if 0 <= index < len(classes):
+            return index
+        raise ForgetRequestError(f"--forget-class {index} is out of range: the classes are 0..{len(classes) - 1} "
+                                 f"({', '.join(clip(c, 20) for c in classes[:12])}{', ...' if len(classes) > 12 else ''}).")
+    raise ForgetRequestError(f"--forget-class '{clip(text, 40)}' is no class of this dataset; its classes are "
+                             f"{', '.join(clip(c, 20) for c in classes[:12])}{', ...' if len(classes) > 12 else ''}.")
+
+
+def class_ids(labels: torch.Tensor, cls: int | str, classes: Optional[List[str]] = None) -> torch.Tensor:
+    """Every training id of one class, named or by index."""
+    classes = list(classes) if classes else [str(i) for i in range(int(labels.max()) + 1)]
+    return torch.nonzero(labels == class_index(cls, classes)).flatten()
 
 
 @dataclass
@@ -85,7 +99,7 @@ def resolve_request(
     *,
     ids_file: Optional[str] = None,
     frac: Optional[float] = None,
-    cls: Optional[int] = None,
+    cls: Optional[int | str] = None,
     seed: int = 0,
 ) -> Request:
     """A request given in exactly one of the three forms, checked against the split.
@@ -112,7 +126,7 @@ def resolve_request(
     elif frac is not None:
         ids = random_ids(splits.train.ids, frac, seed)
     else:
-        ids = splits.train.ids[class_ids(splits.train.labels, int(cls), splits.classes)]
+        ids = splits.train.ids[class_ids(splits.train.labels, cls, splits.classes)]
     if len(ids) >= num_train:
         raise ForgetRequestError(
             f"The request forgets all {num_train} training samples; nothing would remain to learn from."
@@ -125,7 +139,7 @@ def resolve(
     *,
     ids_file: Optional[str] = None,
     frac: Optional[float] = None,
-    cls: Optional[int] = None,
+    cls: Optional[int | str] = None,
     seed: int = 0,
 ) -> torch.Tensor:
     """The forget ids of a request to *measure* (evaluate, tune): held-out ids are refused, since a model

@@ -107,9 +107,60 @@ def test_forget_requests_in_three_forms(digits, tmp_path):
         resolve(digits, ids_file=str(held))
     with pytest.raises(ForgetRequestError, match="exactly one form"):
         resolve(digits, frac=0.1, cls=2)
-    with pytest.raises(ForgetRequestError, match="--forget-class must be in 0..9"):
+    with pytest.raises(ForgetRequestError, match="--forget-class 10 is out of range: the classes are 0..9"):
         resolve(digits, cls=10)
     everything = tmp_path / "all.txt"
     everything.write_text("\n".join(str(int(i)) for i in digits.train.ids))
     with pytest.raises(ForgetRequestError, match="nothing would remain"):
         resolve(digits, ids_file=str(everything))
+
+
+def test_any_map_style_datasets_become_splits(tmp_path):
+    from PIL import Image
+    from torch.utils.data import TensorDataset
+
+    class Pictures(torch.utils.data.Dataset):      # PIL images, as a torchvision dataset without a transform
+        classes = ["red", "blue"]
+
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            colour = (255, 0, 0) if i % 2 == 0 else (0, 0, 255)
+            return Image.new("RGB", (6, 6), colour), i % 2
+
+    splits = dcu.data.from_datasets(Pictures(10), Pictures(4), name="colours")
+    assert splits.classes == ["red", "blue"] and splits.train.images.shape == (10, 3, 6, 6)
+    assert torch.equal(splits.train.ids, torch.arange(10))
+    red = splits.train.images[0] * torch.tensor(splits.std).view(3, 1, 1) + torch.tensor(splits.mean).view(3, 1, 1)
+    assert torch.allclose(red[:, 0, 0], torch.tensor([1.0, 0.0, 0.0]), atol=1e-5)     # pixels kept exactly
+    floats = dcu.data.from_datasets(TensorDataset(torch.rand(8, 1, 5, 5), torch.arange(8) % 4),
+                                    TensorDataset(torch.rand(4, 1, 5, 5), torch.arange(4)), name="floats")
+    assert floats.classes == ["0", "1", "2", "3"] and floats.input_shape == (1, 5, 5)
+    with pytest.raises(ValueError, match=r"train\[1\] is \(1, 4, 4\), but \[0\] is \(1, 5, 5\)"):
+        dcu.data.from_datasets([(torch.rand(1, 5, 5), 0), (torch.rand(1, 4, 4), 1)], [(torch.rand(1, 5, 5), 0)],
+                               name="ragged")
+
+
+def test_forget_class_takes_a_name_before_an_index(tmp_path):
+    from dcu.forget import ForgetRequestError, resolve_request
+
+    root = make_folder(tmp_path / "tree", classes=("10", "9", "cat"))     # sorted: "10", "9", "cat"
+    splits = dcu.data.load(f"folder:{root}")
+    nine = resolve_request(splits, cls="9").forget
+    assert set(splits.train.labels[nine].tolist()) == {splits.classes.index("9")} == {1}
+    assert set(splits.train.labels[resolve_request(splits, cls="cat").forget].tolist()) == {2}
+    assert set(splits.train.labels[resolve_request(splits, cls="2").forget].tolist()) == {2}   # no class named 2
+    with pytest.raises(ForgetRequestError, match="'dog' is no class of this dataset; its classes are 10, 9, cat"):
+        resolve_request(splits, cls="dog")
+    with pytest.raises(ForgetRequestError, match="out of range"):
+        resolve_request(splits, cls="7")
+
+
+def test_folder_dataset_is_named_by_its_resolved_path(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "tree")
+    monkeypatch.chdir(tmp_path)
+    assert dcu.data.load("folder:tree/").name == dcu.data.load(f"folder:{root}").name == f"folder:{root.resolve()}"

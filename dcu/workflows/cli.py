@@ -80,12 +80,14 @@ def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="where torchvision datasets are (or are downloaded to); default $DCU_DATA_ROOT or ~/.cache/dcu/data")
 
 
-def _add_forget_args(p: argparse.ArgumentParser, flag: str = "--ids") -> None:
+def _add_forget_args(p: argparse.ArgumentParser) -> None:
+    """The forget request, spelled the same on every command (``--forget`` is kept as another name of ``--ids``)."""
     g = p.add_argument_group("forget request (one of)")
-    g.add_argument(flag, dest="ids", default=None, metavar="FILE",
+    g.add_argument("--ids", "--forget", dest="ids", default=None, metavar="FILE",
                    help="text file of training ids, one per line; '#' comments and blank lines allowed")
     g.add_argument("--forget-frac", type=OPEN_FRACTION, default=None, metavar="F", help="forget a random fraction F of the ids")
-    g.add_argument("--forget-class", type=NON_NEGATIVE, default=None, metavar="C", help="forget every sample of class C")
+    g.add_argument("--forget-class", default=None, metavar="C",
+                   help="forget every sample of class C: its name (dcu list shows a dataset's) or its index")
     g.add_argument("--forget-seed", type=int, default=0, help="seed for --forget-frac (default 0)")
 
 
@@ -834,7 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("evaluate", "Evaluate a model against a forget request: accuracies, MIA, gaps to a reference.")
     _add_data_args(p)
     p.add_argument("--model", required=True)
-    _add_forget_args(p, flag="--forget")
+    _add_forget_args(p)
     p.add_argument("--reference", default=None, help="the retrained model, for gaps and RTE")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--attacks", default="loss_lr", help="comma-separated attack names (dcu list attacks)")
@@ -862,7 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an attack setting, e.g. online=false, or for ulira method=dcu and settings={\"epochs\": 10}")
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
-    _add_forget_args(p, flag="--forget")
+    _add_forget_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true", help="also write the log-log ROC curve")
     p.add_argument("--out", required=True, help="report.json")
