@@ -170,3 +170,31 @@ def test_invert_writes_scores_and_a_figure(workdir, tmp_path, method):
     assert 0 <= scores["evaluator_accuracy"] <= 1 and scores["nearest_psnr"] > 0
     assert (method != "unlearning_inversion") or scores["forget_closeness_gap"] is not None
     assert (tmp_path / "inv.png").stat().st_size > 1000
+
+
+def test_info_describes_a_method_with_its_settings_and_search_space(capsys):
+    assert main(["info", "salun", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "unlearning method" and "Fan et al." in info["doc"]
+    assert info["settings"]["threshold"] == {"type": "float", "default": 0.5}
+    assert info["search_space"]["lr"] == [1e-4, 0.1, "log"] and info["requires_condensed"] is False
+    assert main(["info", "dcu"]) == 0 and "condensed set: required" in capsys.readouterr().out
+    assert main(["info", "ulira", "--json"]) == 0
+    assert "unlearn_shadow" not in json.loads(capsys.readouterr().out)["settings"]
+    assert main(["info", "nope"]) == 2 and "dcu list" in capsys.readouterr().err
+
+
+def test_every_help_shows_the_defaults(capsys):
+    for command in ("train", "forget", "evaluate", "condense", "tune", "audit"):
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert "(default: 0)" in text or "(default 0" in text, command      # --seed everywhere
+    assert main(["train", "--help"]) == 0
+    assert "--epochs EPOCHS       (default: 30)" in capsys.readouterr().out
+
+
+def test_json_outputs_carry_their_provenance(tmp_path):
+    from dcu.workflows.cli import _with_provenance
+
+    report = _with_provenance({"a": 1})
+    assert report["a"] == 1 and {"command", "machine", "versions"} <= set(report["provenance"])

@@ -87,7 +87,7 @@ def _add_forget_args(p: argparse.ArgumentParser) -> None:
                    help="text file of training ids, one per line; '#' comments and blank lines allowed")
     g.add_argument("--forget-frac", type=OPEN_FRACTION, default=None, metavar="F", help="forget a random fraction F of the ids")
     g.add_argument("--forget-class", default=None, metavar="C",
-                   help="forget every sample of class C: its name (dcu list shows a dataset's) or its index")
+                   help="forget every sample of class C: its name (e.g. airplane) or its index")
     g.add_argument("--forget-seed", type=int, default=0, help="seed for --forget-frac (default 0)")
 
 
@@ -152,6 +152,13 @@ def _writing(outputs: Dict[str, Any], inputs: Dict[str, Any]):
 def _auto_augment(splits) -> Dict[str, Any]:
     rgb = splits.input_shape[0] == 3 and splits.input_shape[1] >= 16
     return {"augment": rgb, "flip": rgb and splits.name != "svhn"}
+
+
+def _with_provenance(report: Dict[str, Any]) -> Dict[str, Any]:
+    """A JSON output with what made it: the command, versions and machine (as the benchmarks record)."""
+    from .evaluate import provenance
+
+    return {**report, "provenance": provenance()}
 
 
 # --- commands -----------------------------------------------------------------------------------------------
@@ -370,7 +377,7 @@ def _check_store(path: str, splits) -> None:
 def _write_report(args, report: Dict[str, Any], splits, meta: Dict[str, Any], reference, plots: Dict[str, Path]) -> None:
     from ..io import atomic_write_json
 
-    atomic_write_json(report, args.out)
+    atomic_write_json(_with_provenance(report), args.out)
     line = (f"retain {report['retain_acc']:.3f}  forget {report['forget_acc']:.3f}  test {report['test_acc']:.3f}  "
             f"MIA(loss_lr) {report['mia']['loss_lr']['headline']:.3f}" if "loss_lr" in report["mia"] else "")
     log.info("%s -> %s", line, args.out)
@@ -468,7 +475,7 @@ def cmd_invert(args) -> int:
     report = {"method": args.method, "model": {"path": args.model, "hash": meta.get("hash")},
               "evaluator": args.evaluator or "convnet-32 trained on the held-out split",
               "scores": inversion_scores(inverted, evaluator, splits.val, forget=forget, unseen=unseen)}
-    atomic_write_json(report, args.out)
+    atomic_write_json(_with_provenance(report), args.out)
     log.info("Inverted %d images with '%s': evaluator accuracy %.3f, nearest SSIM %.3f, PSNR %.1f dB -> %s",
              len(inverted), args.method, report["scores"]["evaluator_accuracy"], report["scores"]["nearest_ssim"],
              report["scores"]["nearest_psnr"], args.out)
@@ -508,7 +515,7 @@ def cmd_tune(args) -> int:
     out = Path(args.out)
 
     def write(partial):
-        atomic_write_json({**partial, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": False}, out)
+        atomic_write_json(_with_provenance({**partial, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": False}), out)
 
     resume = None
     if args.resume:
@@ -518,7 +525,7 @@ def cmd_tune(args) -> int:
     result = tune(args.method, model, splits, forget_ids, train_config=TrainConfig(**meta["train_config"]),
                   trials=args.trials, seed=args.seed, fixed=_settings(args.set), reference=reference,
                   condensed=condensed, resume=resume, on_trial=write, forget_bound=args.forget_bound)
-    atomic_write_json({**result, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": True}, out)
+    atomic_write_json(_with_provenance({**result, "model": {"path": args.model, "hash": meta.get("hash")}, "finished": True}), out)
     log.info("Tuned '%s' over %d trials: %s (objective sum %.4f) -> %s", args.method, args.trials,
              result["best"]["settings"], result["best"]["sum"], out)
     return 0
@@ -574,6 +581,62 @@ def cmd_list(args) -> int:
     return 0
 
 
+def describe(name: str) -> Dict[str, Any]:
+    """What ``dcu info NAME`` shows: the method's kind, its docstring, settings (type, default) and search space."""
+    import dataclasses
+    import inspect
+    import typing
+
+    import condense
+    import inversion_attacks
+    import unlearn
+
+    from ..models import MODELS
+
+    for kind, registry in (("unlearning method", unlearn.UNLEARNERS), ("condensation method", condense.CONDENSERS),
+                           ("attack", inversion_attacks.ATTACKS), ("model", MODELS)):
+        if name not in registry:
+            continue
+        obj = registry.get(name)
+        info: Dict[str, Any] = {"name": name, "kind": kind, "module": getattr(obj, "__module__", ""),
+                                "doc": inspect.getdoc(inspect.getmodule(obj)) or inspect.getdoc(obj) or ""}
+        config = getattr(obj, "Config", None)
+        if config is not None and dataclasses.is_dataclass(config):
+            hints = typing.get_type_hints(config)
+            info["settings"] = {f.name: {"type": getattr(hints[f.name], "__name__", str(hints[f.name])),
+                                         "default": f.default if f.default is not dataclasses.MISSING
+                                         else f.default_factory()}
+                                for f in dataclasses.fields(config) if "Callable" not in str(hints[f.name])}
+        else:
+            info["settings"] = {p.name: {"type": type(p.default).__name__, "default": p.default}
+                                for p in inspect.signature(obj).parameters.values() if p.kind is p.KEYWORD_ONLY}
+        if kind == "unlearning method":
+            info.update(search_space=obj.search_space, requires_condensed=obj.requires_condensed,
+                        uses_retain=obj.uses_retain, runs_on_gpu=obj.runs_on_gpu)
+        if kind == "condensation method":
+            info["needs_model"] = bool(getattr(obj, "needs_model", False))
+        return info
+    raise ValueError(f"'{name}' is no unlearning method, condensation method, attack or model; `dcu list` names them.")
+
+
+def cmd_info(args) -> int:
+    info = describe(args.name)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{info['name']} ({info['kind']}, {info['module']})\n\n{info['doc']}\n\nsettings (--set KEY=VALUE):")
+    for key, s in info["settings"].items():
+        print(f"  {key:<22} {s['type']:<8} default {s['default']!r}")
+    if info.get("search_space"):
+        print("\nsearch space (dcu tune):")
+        for key, space in info["search_space"].items():
+            print(f"  {key:<22} {space}")
+    if "requires_condensed" in info:
+        print(f"\ncondensed set: {'required' if info['requires_condensed'] else 'optional, in place of the retain set' if info['uses_retain'] else 'unused (looks at the forget set alone)'}; "
+              f"runs on a GPU: {'yes' if info['runs_on_gpu'] else 'no (CPU)'}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from ..io import atomic_write_json
     from .pipeline import compare, table
@@ -587,7 +650,7 @@ def cmd_demo(args) -> int:
           f"The fdm condensed set ({result.get('condense', {}).get('images', 0)} images) cost "
           f"{result.get('condense', {}).get('offline_seconds', 0):.2f} s offline. Whole job: {time.perf_counter() - start:.1f} s.")
     if args.out:
-        atomic_write_json(result, args.out)
+        atomic_write_json(_with_provenance(result), args.out)
     return 0
 
 
@@ -635,7 +698,7 @@ def cmd_audit(args) -> int:
             return 0
         card = {**provenance(), **scorecard(store, splits, methods=methods),
                 "settings": method_settings(args.set), "forget_request": {"count": len(forget_ids)}}
-        atomic_write_json(card, out)
+        atomic_write_json(_with_provenance(card), out)
         if args.plots:
             from ..plots import audit_figure
 
@@ -759,6 +822,19 @@ def _add_schedule_args(p: argparse.ArgumentParser, title: str) -> None:
     group.add_argument("--schedule", choices=["onecycle", "cosine", "step", "constant"], default="onecycle")
 
 
+class _HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default == [] or default is argparse.SUPPRESS
+                or "default" in text or action.option_strings == []
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument error is one line naming the fault (and exit status 2), not the usage block."""
 
@@ -773,8 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_HelpWithDefaults)
+        p.add_argument("--quiet", action="store_true", help="no progress bars and no log lines but warnings")
         p.add_argument("--threads", type=POSITIVE, default=None,
                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else the cores this process may use)")
         p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
@@ -953,6 +1029,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="weights.safetensors")
     p.set_defaults(func=cmd_export)
 
+    p = command("info", "What a method, attack or model is: its paper, settings with types and defaults, search space.")
+    p.add_argument("name", help="e.g. dcu, salun, fdm, lira, convnet (dcu list names them all)")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+    p.set_defaults(func=cmd_info)
+
     p = command("history", "Print the chain of forget requests from the original to a model.")
     p.add_argument("model")
     p.add_argument("--json", action="store_true", help="print the chain as JSON")
@@ -969,6 +1050,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the result as JSON")
     p.set_defaults(func=cmd_demo)
+    for command_parser in sub.choices.values():     # an option without help text still shows its default
+        for action in command_parser._actions:
+            if not action.help and action.option_strings and action.default is not None \
+                    and action.default is not False and action.default != []:
+                action.help = "(default: %(default)s)"
     return parser
 
 
