@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-
 import torch
 
-from dcu.workflows.evaluate import provenance, run_attack
-from dcu.io import atomic_write_json, atomic_write_text
-from dcu.workflows.pipeline import forget_requests, preset_original
-from dcu.presets import method_settings
 from dcu.device import add_threads_argument, set_threads
+from dcu.io import atomic_write_json, atomic_write_text
+from dcu.presets import method_settings
 from dcu.progress import set_quiet
 from dcu.train import accuracy
+from dcu.workflows.evaluate import provenance, run_attack
+from dcu.workflows.pipeline import forget_requests, preset_original
 from dcu.workflows.request import answer_request
 
 RESULTS = Path(__file__).resolve().parent / "results"

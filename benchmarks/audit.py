@@ -16,17 +16,22 @@ import json
 import sys
 from pathlib import Path
 
-
 import torch
 
-from dcu.workflows.audit import (EnsembleStore, fill, memorised_request, scorecard, shared_condensed,
-                       subpopulation_request)
 from dcu.device import add_threads_argument, set_threads
-from dcu.workflows.evaluate import provenance
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.workflows.pipeline import forget_requests, preset_original
 from dcu.presets import method_settings, parse_shard
 from dcu.progress import set_quiet
+from dcu.workflows.audit import (
+    EnsembleStore,
+    fill,
+    memorised_request,
+    scorecard,
+    shared_condensed,
+    subpopulation_request,
+)
+from dcu.workflows.evaluate import provenance
+from dcu.workflows.pipeline import forget_requests, preset_original
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

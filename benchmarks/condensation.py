@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-
 import torch
 
-from dcu.device import resolve_device
-from dcu.workflows.evaluate import provenance
+from dcu.device import add_threads_argument, resolve_device, set_threads
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.workflows.pipeline import prepare_splits, train_original
 from dcu.presets import get_preset, method_settings
-from dcu.device import add_threads_argument, set_threads
 from dcu.progress import set_quiet
+from dcu.workflows.evaluate import provenance
+from dcu.workflows.pipeline import prepare_splits, train_original
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ITERATIVE = {"dc", "dsa", "dm"}

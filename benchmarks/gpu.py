@@ -20,17 +20,15 @@ import time
 import traceback
 from pathlib import Path
 
-
 import torch
 
 from dcu.data import DatasetSplits, ImageSet
-from dcu.device import resolve_device
-from dcu.workflows.evaluate import provenance
+from dcu.device import add_threads_argument, resolve_device, set_threads
 from dcu.io import atomic_write_json
 from dcu.models import create_model
-from dcu.device import add_threads_argument, set_threads
 from dcu.progress import set_quiet
 from dcu.train import TrainConfig, accuracy, train
+from dcu.workflows.evaluate import provenance
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -78,10 +76,9 @@ def dm_speed(device, iterations: int, batch_real: int, width: int) -> dict:
 
 def dcu_vs_retrain(device, data_root, epochs: int, tiny: bool) -> dict:
     from condense import get_condenser
-    from unlearn import get_unlearner
-
     from dcu.data import load
     from dcu.forget import random_ids
+    from unlearn import get_unlearner
 
     source = "cifar10"
     try:

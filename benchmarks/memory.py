@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
-
 import torch
 
-from dcu.workflows.evaluate import provenance, model_metrics
+from dcu.device import add_threads_argument, set_threads
 from dcu.forget import random_ids
 from dcu.io import atomic_write_json
-from dcu.workflows.pipeline import prepare_splits, train_original
 from dcu.presets import get_preset
-from dcu.device import add_threads_argument, set_threads
 from dcu.progress import set_quiet
+from dcu.workflows.evaluate import model_metrics, provenance
+from dcu.workflows.pipeline import prepare_splits, train_original
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -20,16 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import torch
 
-from dcu.device import resolve_device
-from dcu.workflows.evaluate import provenance
+from dcu.device import add_threads_argument, resolve_device, set_threads
 from dcu.io import atomic_write_json
-from dcu.workflows.pipeline import prepare_splits
 from dcu.presets import get_preset
-from dcu.device import add_threads_argument, set_threads
 from dcu.progress import set_quiet
+from dcu.workflows.evaluate import provenance
+from dcu.workflows.pipeline import prepare_splits
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,12 +37,12 @@ def reference_seconds_per_iteration(reference: Path, splits, batch_real: int, ip
     """Run the reference ``main_DM.main()`` for ``warmup + iterations`` iterations and time its log lines."""
     sys.path.insert(0, str(reference))
     try:
-        import utils as ref_utils   # the reference's module
+        import utils as ref_utils  # the reference's module
         train, test = splits.train, splits.test
         ref_train = torch.utils.data.TensorDataset(train.images, train.labels)
         ref_test = torch.utils.data.TensorDataset(test.images, test.labels)
 
-        def get_dataset(dataset, data_path):
+        def get_dataset(_dataset, _data_path):
             loader = torch.utils.data.DataLoader(ref_test, batch_size=256, shuffle=False)
             channels, *size = splits.input_shape
             return (channels, tuple(size), splits.num_classes, list(splits.classes), list(splits.mean),

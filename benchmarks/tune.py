@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-
 import torch
 
-from dcu.workflows.evaluate import provenance
-from dcu.io import atomic_write_json
-from dcu.workflows.pipeline import forget_requests, preset_original
-from dcu.presets import TUNED
 from dcu.device import add_threads_argument, set_threads
+from dcu.io import atomic_write_json
+from dcu.presets import TUNED
 from dcu.progress import set_quiet
 from dcu.train import TrainConfig
+from dcu.workflows.evaluate import provenance
+from dcu.workflows.pipeline import forget_requests, preset_original
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,9 +57,8 @@ def write_defaults(preset: str, method: str, result: dict, source: Path, tuned_d
 
 
 def main(argv=None) -> int:
-    from unlearn import get_unlearner
-
     from dcu.workflows.tune import choose, tune
+    from unlearn import get_unlearner
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cifar10-cpu-sub")
@@ -109,7 +106,7 @@ def main(argv=None) -> int:
             header = {"benchmark": "tune", "preset": args.preset, **provenance(),
                       "scenario": args.scenario, "forget_count": len(forget_ids)}
 
-            def write(partial, finished=False):
+            def write(partial, finished=False, header=header, out=out):
                 atomic_write_json({**partial, **header, "finished": finished}, out)
 
             result = tune(method, original, splits, forget_ids, train_config=train_cfg, trials=args.trials,

@@ -19,13 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-
-from dcu.workflows.evaluate import provenance
-from dcu.io import atomic_write_json, atomic_write_text
-from dcu.workflows.pipeline import add_reference_columns, compare, table
-from dcu.presets import method_settings
 from dcu.device import add_threads_argument, set_threads
+from dcu.io import atomic_write_json, atomic_write_text
+from dcu.presets import method_settings
 from dcu.progress import set_quiet
+from dcu.workflows.evaluate import provenance
+from dcu.workflows.pipeline import add_reference_columns, compare, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "mia", "indiscernibility", "online_seconds", "rte")

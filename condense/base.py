@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch

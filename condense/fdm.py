@@ -16,7 +16,6 @@ shaped). The model the set was made with travels inside the artifact, so refresh
 from __future__ import annotations
 
 import copy
-
 from dataclasses import dataclass
 
 import numpy as np

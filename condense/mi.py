@@ -22,7 +22,7 @@ from dcu.progress import progress
 from dcu.train import features
 
 from .base import register_condenser
-from .fdm import FDMConfig, FastDistributionMatching, _extractor
+from .fdm import FastDistributionMatching, FDMConfig, _extractor
 
 
 @dataclass

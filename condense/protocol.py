@@ -76,7 +76,7 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
                            **model_args).to(device)
         generator = torch.Generator().manual_seed(seed + run)
 
-        def loss_fn(model, x, y, idx):
+        def loss_fn(model, x, y, idx, generator=generator):
             if augment is not None:
                 x = augment.random(x, generator)
             return F.cross_entropy(model(x), y)

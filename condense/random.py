@@ -10,7 +10,7 @@ import torch
 
 from dcu.data import ImageSet
 
-from .base import CondensedSet, CondenseConfig, Condenser, class_positions, new_set, register_condenser
+from .base import CondenseConfig, CondensedSet, Condenser, class_positions, new_set, register_condenser
 
 
 def coreset(train: ImageSet, chosen: torch.Tensor) -> CondensedSet:

@@ -93,11 +93,6 @@ class DatasetSplits:
     def input_shape(self) -> Tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
 
-    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
-        return (images * std + mean).clamp(0, 1)
-
     def holdout(self, frac: float, seed: int = 0) -> "DatasetSplits":
         """Move a stratified fraction of the training split to ``val``; every sample keeps its id.
 

@@ -54,7 +54,6 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "train": {"epochs": 182, "batch_size": 256, "lr": 0.1, "schedule": "cosine", "weight_decay": 5e-4,
                   "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
         "condense": {"method": "fdm", "ipc": 100},
-        "forget_count": 4500,
         "unlearn": {"finetune": {"epochs": 10, "lr": 0.01}, "dcu": {}},
     },
 }

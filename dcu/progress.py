@@ -15,10 +15,6 @@ def set_quiet(quiet: bool = True) -> None:
     _QUIET = quiet
 
 
-def is_quiet() -> bool:
-    return _QUIET
-
-
 def progress(*args: Any, **kwargs: Any) -> tqdm:
     kwargs.setdefault("leave", False)
     kwargs.setdefault("dynamic_ncols", True)

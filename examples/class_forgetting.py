@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from common import accuracy_bars, finish, parser, start
+
 from dcu.workflows.pipeline import compare, table
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Dict
 
 from dcu.device import add_threads_argument, resolve_device, set_threads
-from dcu.workflows.evaluate import provenance
 from dcu.io import atomic_write_json, atomic_write_text
 from dcu.plots import comparison_bars
 from dcu.progress import set_quiet
+from dcu.workflows.evaluate import provenance
 
 
 def parser(doc: str, out_dir: str, methods: str = "retrain,finetune,dcu") -> argparse.ArgumentParser:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import sys
 
 from common import finish, parser, start
-from dcu.workflows.pipeline import preset_original
+
 from dcu.plots import comparison_bars
 from dcu.presets import method_settings
+from dcu.workflows.pipeline import preset_original
 
 
 def main(argv=None) -> int:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import sys
 
 from common import finish, parser, start
-from dcu.workflows.pipeline import compare
+
 from dcu.plots import comparison_bars
+from dcu.workflows.pipeline import compare
 
 ATTACKS = ("loss_lr", "svc_efficacy", "entropy")
 

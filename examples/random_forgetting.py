@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 
 from common import accuracy_bars, finish, parser, start
-from dcu.workflows.pipeline import compare, table
+
 from dcu.presets import get_preset
+from dcu.workflows.pipeline import compare, table
 
 
 def main(argv=None) -> int:

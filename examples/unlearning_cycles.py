@@ -9,12 +9,12 @@ from __future__ import annotations
 import sys
 
 import torch
-
 from common import finish, parser, start
+
+from dcu.plots import loss_curve
 from dcu.workflows.evaluate import model_metrics
 from dcu.workflows.pipeline import forget_requests, preset_original
 from dcu.workflows.request import answer_request
-from dcu.plots import loss_curve
 
 
 def main(argv=None) -> int:

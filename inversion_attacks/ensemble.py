@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
 import numpy as np
 import torch
@@ -214,14 +214,3 @@ def klom(unlearned: torch.Tensor, retrained: torch.Tensor, labels: torch.Tensor,
     kl = torch.tensor([binned_kl(u[:, i], r[:, i]) for i in range(u.shape[1])], dtype=torch.float64)
     return EnsembleResult("klom", float(np.percentile(kl.numpy(), percentile)), kl,
                           {"percentile": percentile, "mean": float(kl.mean())})
-
-
-SCORES: Dict[str, Callable[..., EnsembleResult]] = {"forgetting_score": forgetting_score, "ulira": ulira,
-                                                    "klom": klom}
-
-
-def ceiling(score: Callable[..., EnsembleResult], retrained: torch.Tensor, labels: torch.Tensor,
-            **kwargs: Any) -> EnsembleResult:
-    """``score`` for two disjoint halves of the retrain ensemble (the first half in the unlearned role)."""
-    half = retrained.shape[0] // 2
-    return score(retrained[:half], retrained[half : 2 * half], labels, **kwargs)

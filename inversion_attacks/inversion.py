@@ -103,6 +103,7 @@ def unlearning_inversion(original: nn.Module, unlearned: nn.Module, shape, cfg: 
 class CondensiveConfig(InversionConfig):
     steps: int = 400
     width: int = 64
+    lr: float = 1e-3            # the inverter's Adam step
 
 
 def condensive_inversion(model: nn.Module, auxiliary: ImageSet, cfg: Optional[CondensiveConfig] = None) -> ImageSet:
@@ -115,7 +116,7 @@ def condensive_inversion(model: nn.Module, auxiliary: ImageSet, cfg: Optional[Co
     scale = feats.norm(dim=1).mean().clamp(min=1e-8)
     _, channels, size, _ = auxiliary.images.shape
     inverter = Inverter(feats.shape[1], channels, size, cfg.width)
-    optimizer = torch.optim.Adam(inverter.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(inverter.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in progress(range(cfg.steps), desc="condensive inverter", unit="step"):
         idx = torch.randperm(len(feats), generator=gen)[:256]
@@ -123,8 +124,7 @@ def condensive_inversion(model: nn.Module, auxiliary: ImageSet, cfg: Optional[Co
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    rows = head.weight.detach()
+    rows = model.get_classifier().weight.detach()
     if rows.shape[1] != feats.shape[1]:
         raise ValueError("condensive inversion needs a model whose last linear layer reads the penultimate features.")
     prototypes = rows / rows.norm(dim=1, keepdim=True).clamp(min=1e-8) * scale

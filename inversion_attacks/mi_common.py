@@ -1,8 +1,7 @@
-"""Image priors and similarity measures for model inversion (plain differentiable torch)."""
+"""Image priors and similarity measures for model inversion (differentiable torch; SSIM from kornia)."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
@@ -10,14 +9,11 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return (images[..., 1:, :] - images[..., :-1, :]).abs().mean() + (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, value_range: float = 1.0, window: int = 7) -> torch.Tensor:
-    """Mean structural similarity (Wang et al., 2004) of two batches, uniform window, per channel."""
-    window = min(window, a.shape[-1], a.shape[-2])
-    c1, c2 = (0.01 * value_range) ** 2, (0.03 * value_range) ** 2
-    pool = lambda x: F.avg_pool2d(x, window, stride=1)  # noqa: E731
-    mu_a, mu_b = pool(a), pool(b)
-    var_a = pool(a * a) - mu_a ** 2
-    var_b = pool(b * b) - mu_b ** 2
-    cov = pool(a * b) - mu_a * mu_b
-    value = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return value.mean()
+def ssim(a: torch.Tensor, b: torch.Tensor, value_range: float = 1.0, window: int = 11) -> torch.Tensor:
+    """Mean structural similarity (Wang et al., 2004) of two batches: kornia's, with its Gaussian window
+    (11 pixels, or the largest odd size the images hold), over pixel values spanning ``value_range``."""
+    from kornia.metrics import ssim as kornia_ssim
+
+    window = min(window, a.shape[-1] - (1 - a.shape[-1] % 2), a.shape[-2] - (1 - a.shape[-2] % 2))
+    lowest = torch.minimum(a.amin(), b.amin())    # kornia's constants assume pixels in [0, max_val]
+    return kornia_ssim(a - lowest, b - lowest, window, max_val=value_range).mean()

@@ -56,10 +56,10 @@ def test_population_attacks_learn_members_from_retain_and_judge_the_forget_set()
 @pytest.fixture(scope="module")
 def shadow_setup(noisy_digits, tmp_path_factory):
     """16 MLP shadows on noisy digits: memorised wrong labels make membership visible."""
+    from conftest import SMOKE_TRAIN, train_mlp
+
     from dcu.forget import random_ids
     from inversion_attacks.shadow import ShadowStore
-
-    from conftest import SMOKE_TRAIN, train_mlp
 
     splits = noisy_digits
     original = train_mlp(splits, epochs=40)
@@ -104,6 +104,7 @@ def test_a_store_serves_a_larger_held_out_split_and_scores_the_part_it_knows(sha
     from dataclasses import replace
 
     from conftest import SMOKE_TRAIN
+
     from dcu.workflows.evaluate import run_attack
     from inversion_attacks.shadow import ShadowStore
 
@@ -130,9 +131,9 @@ def test_ulira_sees_through_weak_unlearning_and_not_through_retraining(shadow_se
     weak = dict(method="finetune", settings={"epochs": 1, "lr": 0.001},
                 unlearn_shadow=shadow_unlearning("finetune", {"epochs": 1, "lr": 0.001}))
     # the target unlearned with the weak method still holds the forget set: shadows unlearned the same way match it
-    from unlearn import get_unlearner
-
     from conftest import SMOKE_TRAIN
+
+    from unlearn import get_unlearner
 
     target = get_unlearner("finetune", train_config=dcu.TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 40}),
                            epochs=1, lr=0.001).unlearn(original, retain, forget).model

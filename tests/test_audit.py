@@ -6,15 +6,14 @@ from dataclasses import asdict
 
 import pytest
 import torch
+from conftest import SMOKE_TRAIN, train_mlp
 
 import dcu
-from dcu.workflows.audit import EnsembleStore, fill, scorecard
 from dcu.checkpoint import base_meta
-from dcu.workflows.cli import main
 from dcu.forget import random_ids
+from dcu.workflows.audit import EnsembleStore, fill, scorecard
+from dcu.workflows.cli import main
 from inversion_attacks.ensemble import binned_kl, epsilon_points, epsilons, example_epsilon, ulira
-
-from conftest import SMOKE_TRAIN, train_mlp
 
 
 def test_epsilon_is_small_for_one_distribution_and_capped_for_separated_ones():

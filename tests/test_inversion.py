@@ -2,15 +2,20 @@
 classifier, those of an untrained model are not; the scores behave on known answers."""
 import pytest
 import torch
+from conftest import SMOKE_TRAIN
 
 import dcu
 import unlearn
 from dcu.train import TrainConfig, train
-from inversion_attacks.inversion import (CondensiveConfig, InversionConfig, condensive_inversion, gradient_inversion,
-                                         inversion_scores, unlearning_inversion)
+from inversion_attacks.inversion import (
+    CondensiveConfig,
+    InversionConfig,
+    condensive_inversion,
+    gradient_inversion,
+    inversion_scores,
+    unlearning_inversion,
+)
 from inversion_attacks.mi_common import ssim
-
-from conftest import SMOKE_TRAIN
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,15 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
+from conftest import SMOKE_TRAIN
+from test_condense_suite import METHODS as CONDENSE_SETTINGS
+from test_unlearn_suite import CASES
 
 import condense
 import unlearn
 from dcu.forget import random_ids
 from dcu.models import num_classes, wrap
 from dcu.train import TrainConfig, accuracy, train
-from test_condense_suite import METHODS as CONDENSE_SETTINGS
-from test_unlearn_suite import CASES
-
-from conftest import SMOKE_TRAIN
 
 TRAIN = TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 20})
 
@@ -148,9 +147,8 @@ def test_a_registered_builder_trains_and_loads_in_a_new_process_with_import(tmp_
 
 
 def test_dcu_import_makes_a_checkpoint_of_outside_weights_that_requests_can_use(tmp_path):
-    from dcu.workflows.cli import main
-
     import dcu
+    from dcu.workflows.cli import main
 
     torch.manual_seed(0)
     outside = dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8)

@@ -3,10 +3,9 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import train_mlp
 
 from dcu.workflows.pipeline import compare, forget_requests, table
-
-from conftest import train_mlp
 
 
 def test_class_wise_forgetting_removes_the_class_and_keeps_the_rest():
@@ -49,8 +48,8 @@ def test_shipped_settings_follow_the_scenario():
 
 
 def test_a_cached_original_is_reused_only_for_the_same_model_settings(digits, tmp_path):
-    from dcu.workflows.pipeline import train_original
     from dcu.presets import get_preset
+    from dcu.workflows.pipeline import train_original
 
     preset = {**get_preset("smoke"), "train": {**get_preset("smoke")["train"], "epochs": 1}}
     cache = tmp_path / "original.pt"
@@ -67,8 +66,8 @@ def test_a_cached_original_is_reused_only_for_the_same_model_settings(digits, tm
 def test_class_wise_membership_is_measured_against_the_same_class(digits):
     """Non-members are unseen images of the forgotten class: a retrained model that never learnt the class
     is not told apart from them by its class (against other classes, loss_lr read ~100%)."""
-    from dcu.workflows.evaluate import model_metrics, same_classes
     from dcu.train import accuracy
+    from dcu.workflows.evaluate import model_metrics, same_classes
 
     forget_ids = digits.train.ids[digits.train.labels == 3]
     forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)

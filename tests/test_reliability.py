@@ -9,16 +9,15 @@ import time
 
 import pytest
 import torch
+from conftest import SMOKE_TRAIN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dcu
 import unlearn
 from dcu.checkpoint import base_meta, load_checkpoint, save_checkpoint
-from dcu.workflows.cli import main
 from dcu.forget import ForgetRequestError, parse_ids_file, random_ids
-
-from conftest import SMOKE_TRAIN
+from dcu.workflows.cli import main
 
 
 def dcu_cli(*args):

@@ -13,9 +13,9 @@ import torch
 
 import dcu
 from dcu.checkpoint import base_meta, load_checkpoint, save_checkpoint
-from dcu.workflows.cli import main
 from dcu.io import ArtifactError, OutputError, atomic_save, commit_together, output_lock, recover
 from dcu.train import TrainConfig, train
+from dcu.workflows.cli import main
 
 DIGITS = ("--dataset", "digits")
 

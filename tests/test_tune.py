@@ -3,12 +3,11 @@ import json
 
 import pytest
 import torch
-
-from dcu.workflows.cli import main
-from dcu.forget import random_ids
-from dcu.workflows.tune import OBJECTIVES, split_validation, tune
-
 from conftest import SMOKE_TRAIN
+
+from dcu.forget import random_ids
+from dcu.workflows.cli import main
+from dcu.workflows.tune import OBJECTIVES, split_validation, tune
 
 pytest.importorskip("optuna")
 

@@ -1,13 +1,12 @@
 import pytest
 import torch
+from conftest import SMOKE_TRAIN, train_mlp
 
 import condense
 import unlearn
-from dcu.forget import random_ids
 from dcu.data import ImageSet
-from dcu.train import TrainConfig, accuracy, per_sample_loss, predict
-
-from conftest import SMOKE_TRAIN, train_mlp
+from dcu.forget import random_ids
+from dcu.train import TrainConfig, accuracy, per_sample_loss
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +77,8 @@ def test_dcu_trains_only_the_samples_of_classes_that_remain(digits, mlp):
     model = result.model
     assert result.stats["forget_trained"] == len(some) and result.stats["steps"] > 0
     assert accuracy(model, digits.train.subset(whole)) == 0.0
-    assert accuracy(model, digits.train.subset(some)) < accuracy(mlp, digits.train.subset(some))
+    # the rest are trained towards held-out losses: up from the near-zero training loss
+    assert per_sample_loss(model, digits.train.subset(some)).mean() > 2 * per_sample_loss(mlp, digits.train.subset(some)).mean()
 
 
 def test_unlearners_validate_their_inputs(digits, mlp):

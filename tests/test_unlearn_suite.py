@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import SMOKE_TRAIN
 
 import condense
 import dcu
@@ -20,8 +21,6 @@ from dcu.train import TrainConfig, accuracy, predict, train
 from unlearn.common import batch_gradient_importance, fisher_diagonal, joined
 from unlearn.ct import transpose_kernels
 from unlearn.salun import saliency_masks
-
-from conftest import SMOKE_TRAIN
 
 TRAIN = TrainConfig(**{**SMOKE_TRAIN.__dict__, "epochs": 60})
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner

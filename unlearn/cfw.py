@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dcu.models import num_classes
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
-from dcu.models import num_classes
 
 
 @dataclass

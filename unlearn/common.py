@@ -55,10 +55,6 @@ def random_other_labels(labels: torch.Tensor, classes: int, generator: Optional[
     return (labels + shift) % classes
 
 
-def unlearning_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(x), y)
-
-
 class HardMask:
     """Keeps the entries of each parameter outside its mask exactly where they were.
 

@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from dcu.data import ImageSet
-from dcu.models import num_classes as count_classes, split_model
+from dcu.models import num_classes as count_classes
+from dcu.models import split_model
 from dcu.train import TrainConfig, augment_batch, model_device, on_device, predict, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner

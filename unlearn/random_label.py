@@ -9,11 +9,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from dcu.models import num_classes
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
-from dcu.models import num_classes
-
 from .common import HardMask, joined, random_other_labels
 
 

@@ -110,5 +110,8 @@ def num_classes(model: nn.Module) -> int:
     return int(model.get_classifier().out_features)
 
 
-from .wrap import PROTOCOL, WrappedModel, fresh_model, wrap  # noqa: E402
 from . import convnet, mlp, resnet, vgg  # noqa: E402,F401  (registration)
+from .wrap import PROTOCOL, WrappedModel, fresh_model, wrap  # noqa: E402
+
+__all__ = ["MODELS", "PROTOCOL", "WrappedModel", "check_model_args", "create_model", "create_on_meta", "fresh_model",
+           "list_models", "model_config", "num_classes", "register_model", "split_model", "wrap"]

@@ -31,7 +31,6 @@ from ..train import TrainConfig, accuracy, predict, train
 
 MANIFEST = "manifest.json"
 FORMAT = "dcu-ensemble"
-KINDS = ("retrain", "unlearn", "original", "source")
 PROBES = ("probe_forget_acc", "relearn_forget_acc", "relearn_retain_forget_acc")   # source: the original being unlearned, stored once
 
 

@@ -11,13 +11,12 @@ import json
 import logging
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
-
-from contextlib import contextmanager, nullcontext
 
 from .. import __version__
 from ..io import OutputError, check_outputs, clip, output_lock
@@ -333,8 +332,8 @@ def _load_reference(args, path: str, splits, meta: Dict[str, Any], forget_ids: t
 
 def cmd_evaluate(args) -> int:
     from ..device import resolve_device
-    from .evaluate import evaluate
     from ..forget import resolve
+    from .evaluate import evaluate
 
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     if args.ids or args.forget_frac is not None or args.forget_class is not None:
@@ -430,8 +429,14 @@ def cmd_attack(args) -> int:
 
 
 def cmd_invert(args) -> int:
-    from inversion_attacks.inversion import (CondensiveConfig, InversionConfig, condensive_inversion,
-                                             gradient_inversion, inversion_scores, unlearning_inversion)
+    from inversion_attacks.inversion import (
+        CondensiveConfig,
+        InversionConfig,
+        condensive_inversion,
+        gradient_inversion,
+        inversion_scores,
+        unlearning_inversion,
+    )
 
     from ..checkpoint import check_fits, load_checkpoint
     from ..io import atomic_write_json
@@ -659,12 +664,13 @@ LEDGER_HELP = "the model's request ledger (default MODEL.ledger.json beside --mo
 
 def cmd_audit(args) -> int:
     """Build what is missing of the ensembles for this shard, then (once the store is complete) score them."""
-    from .audit import EnsembleStore, fill, scorecard, shared_condensed
-    from .evaluate import provenance
+    from unlearn import get_unlearner
+
     from ..forget import resolve
     from ..io import atomic_write_json
     from ..presets import method_settings
-    from unlearn import get_unlearner
+    from .audit import EnsembleStore, fill, scorecard, shared_condensed
+    from .evaluate import provenance
 
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     if len(requests.forgotten):

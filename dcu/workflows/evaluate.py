@@ -53,7 +53,7 @@ def run_attack(name: str, model: nn.Module, retain: ImageSet, forget: ImageSet, 
     uses_shadows = "shadows" in {f.name for f in fields(ATTACKS.get(name).Config)}
     settings = dict(settings or {})
     if "unlearn_shadow" in {f.name for f in fields(ATTACKS.get(name).Config)} and "unlearn_shadow" not in settings:
-        from .request import shadow_unlearning   # U-LiRA: each shadow answers the request as `dcu forget` would
+        from .request import shadow_unlearning  # U-LiRA: each shadow answers the request as `dcu forget` would
 
         defaults = ATTACKS.get(name).Config()
         settings["unlearn_shadow"] = shadow_unlearning(settings.get("method", defaults.method),

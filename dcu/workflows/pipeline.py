@@ -17,12 +17,12 @@ import torch
 
 from ..checkpoint import base_meta, load_checkpoint, save_checkpoint
 from ..data import DatasetSplits, load
-from .evaluate import gaps, machine, model_metrics, same_classes
 from ..forget import random_ids
 from ..io import ids_hash
 from ..models import create_model
 from ..presets import get_preset
 from ..train import TrainConfig, model_device, train
+from .evaluate import gaps, machine, model_metrics, same_classes
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 
 from ..data import DatasetSplits, ImageSet
-from .evaluate import indiscernibility, model_metrics
 from ..train import TrainConfig
+from .evaluate import indiscernibility, model_metrics
 
 OBJECTIVES = ("retain_gap", "forget_gap", "val_gap", "one_minus_indiscernibility")
 
