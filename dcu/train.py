@@ -169,7 +169,19 @@ def train(
 
         net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     generator = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    # dropout and other global-RNG draws follow cfg.seed inside the loop; the caller's RNG is left as it was
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.manual_seed(cfg.seed)
+        return _train_loop(model, net, images, labels, data, cfg, generator, device, loss_fn=loss_fn, desc=desc,
+                           progress_file=progress_file, progress_identity=progress_identity, on_epoch=on_epoch,
+                           on_step=on_step)
+
+
+def _train_loop(model, net, images, labels, data, cfg, generator, device, *, loss_fn, desc, progress_file,
+                progress_identity, on_epoch, on_step):
+    """The loop of :func:`train`, under its seeded copy of the global RNG."""
+    cuda = device.type == "cuda"
+    world, rank = distributed_world()
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch if cfg.max_steps is None else min(cfg.max_steps, cfg.epochs * steps_per_epoch)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)

@@ -25,6 +25,7 @@ from dcu.data import DatasetSplits, ImageSet
 from dcu.io import ArtifactError, atomic_save, atomic_write_json, ids_hash, safe_load
 from dcu.models import create_model
 from dcu.progress import progress, quiet
+from dcu.seeds import derive
 from dcu.train import TrainConfig, predict, train
 
 MANIFEST = "manifest.json"
@@ -135,7 +136,7 @@ class ShadowStore:
         trained = []
         for i in progress(todo, desc="shadow models", unit="model"):
             mask = self.mask(i)
-            torch.manual_seed(self.manifest["seed"] * 100_003 + i)
+            torch.manual_seed(derive(self.manifest["seed"], "shadow", i))
             c, h, _ = splits.input_shape
             model = create_model(self.manifest["arch"], **{**self.manifest["arch_args"], "in_channels": c,
                                                           "image_size": h, "num_classes": splits.num_classes})

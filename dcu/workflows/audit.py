@@ -27,6 +27,7 @@ from ..data import DatasetSplits, ImageSet
 from ..io import ArtifactError, atomic_save, atomic_write_json, ids_hash, safe_load
 from ..models import create_model
 from ..progress import progress, quiet
+from ..seeds import derive
 from ..train import TrainConfig, accuracy, predict, train
 
 MANIFEST = "manifest.json"
@@ -193,7 +194,7 @@ def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta:
     settings = settings or {}
     todo = [("retrain", "retrain", first_seed + k) for k in range(retrains or models)]
     todo += [("unlearn", m, first_seed + k) for m in methods if m != "retrain" for k in range(models)]
-    todo += [("original", "original", 1000 + first_seed + k) for k in range(originals)]
+    todo += [("original", "original", derive(first_seed, "original", k)) for k in range(originals)]
     todo = [t for i, t in enumerate(todo) if i % parts == part and not store.file(*t).exists()]
     done = []
     if part == 0 and not store.file("source", "original", 0).exists():   # "no unlearning": the original itself

@@ -441,6 +441,7 @@ def cmd_invert(args) -> int:
     from ..checkpoint import check_fits, load_checkpoint
     from ..io import atomic_write_json
     from ..models import create_model
+    from ..seeds import derive
     from ..train import TrainConfig, train
 
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
@@ -468,10 +469,11 @@ def cmd_invert(args) -> int:
         check_fits(evaluator_meta, splits, args.evaluator)
     else:   # independent of the attacked model: another network, trained on held-out images only
         c, h, _ = splits.input_shape
-        torch.manual_seed(args.seed + 1)
+        evaluator_seed = derive(args.seed, "inversion evaluator")
+        torch.manual_seed(evaluator_seed)
         evaluator = create_model("convnet", in_channels=c, num_classes=splits.num_classes, image_size=h, width=32,
                                  depth=2 if h < 16 else 3)
-        train(evaluator, splits.val, TrainConfig(epochs=30, batch_size=64, lr=0.05, seed=args.seed + 1,
+        train(evaluator, splits.val, TrainConfig(epochs=30, batch_size=64, lr=0.05, seed=evaluator_seed,
                                                   **_auto_augment(splits)), desc="evaluator")
     forget = unseen = None
     if len(requests.forgotten):
