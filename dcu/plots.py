@@ -1,4 +1,8 @@
-"""Figures (matplotlib, Agg backend): condensed-image grids and method comparison bars."""
+"""Figures (matplotlib, Agg backend) for papers: condensed-image grids, comparison bars, ROC curves, the audit.
+
+The format follows the file's suffix (png, pdf or svg); labels are words, not JSON keys; axes are cut to the
+data so that small differences show; legends sit outside the bars.
+"""
 from __future__ import annotations
 
 import os
@@ -28,6 +32,21 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
+LABELS = {"retain_acc": "retain accuracy", "forget_acc": "forget accuracy", "test_acc": "test accuracy",
+          "val_acc": "held-out accuracy", "mia": "MIA (loss_lr)", "forgetting_score": "forgetting score",
+          "test_forget_class_acc": "forgotten class, test"}
+
+
+def label(key: str) -> str:
+    """The words for a metric key (``forget_acc`` -> ``forget accuracy``)."""
+    return LABELS.get(key, key.replace("_", " "))
+
+
+def dataset_label(name: str) -> str:
+    """A dataset's name for a title: ``folder:/home/me/pets`` -> ``pets``."""
+    return Path(name.split(":", 1)[1]).name if name.startswith("folder:") else name
+
+
 def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], mean: Sequence[float],
                std: Sequence[float], path: str | os.PathLike, per_class: int = 10, title: str = "") -> Path:
     """One row per class, up to ``per_class`` de-normalised images each."""
@@ -55,19 +74,28 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str
 def comparison_bars(rows: Dict[str, Dict[str, float]], metrics: List[str], path: str | os.PathLike,
                     title: str = "", reference: Optional[str] = "retrain") -> Path:
     """Grouped bars: one group per metric, one bar per method (the reference hatched)."""
+    import math
+
     plt = _pyplot()
     methods = list(rows)
     width = 0.8 / max(1, len(methods))
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(metrics), 3.2))
+    shown = []
     for i, method in enumerate(methods):
         values = [100 * rows[method].get(m, float("nan")) for m in metrics]
         xs = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(metrics))]
-        ax.bar(xs, values, width, label=method, hatch="//" if method == reference else None, edgecolor="black", linewidth=0.4)
+        bars = ax.bar(xs, values, width, label=method, hatch="//" if method == reference else None,
+                      edgecolor="black", linewidth=0.4)
+        ax.bar_label(bars, fmt="%.1f", fontsize=6, padding=1)
+        shown += [v for v in values if not math.isnan(v)]
     ax.set_xticks(range(len(metrics)))
-    ax.set_xticklabels(metrics)
+    ax.set_xticklabels([label(m) for m in metrics])
     ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=7, ncols=min(4, len(methods)))
+    if shown:   # cut the axis to the data: 97.7 against 99.2 must be visible
+        low, high = min(shown), max(shown)
+        pad = max(1.0, 0.15 * (high - low))
+        ax.set_ylim(max(0.0, low - pad) if low - pad > 10 else 0.0, min(100.0, high + pad) if high < 99 else high + pad)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)
@@ -90,16 +118,21 @@ def loss_curve(values: Sequence[float], path: str | os.PathLike, title: str = ""
 
 
 def roc_curves(curves: Dict[str, Dict[str, List[float]]], path: str | os.PathLike, title: str = "") -> Path:
-    """Log-log ROC curves (TPR against FPR), one line per attack or model, with the chance diagonal."""
+    """Log-log ROC curves (TPR against FPR), one line per attack or model, with the chance diagonal; each curve
+    stops at the lowest FPR its sample supports (one non-member: ``min_fpr``, when the curve records it)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    floor = 1.0
     for name, curve in curves.items():
-        ax.plot(curve["fpr"], [max(t, 1e-5) for t in curve["tpr"]], label=name, linewidth=1.2)
-    ax.plot([1e-4, 1], [1e-4, 1], color="grey", linestyle=":", linewidth=0.8, label="chance")
+        lowest = curve.get("min_fpr", 1e-4)
+        points = [(f, max(t, 1e-5)) for f, t in zip(curve["fpr"], curve["tpr"]) if f >= lowest]
+        floor = min(floor, lowest)
+        ax.plot([f for f, _ in points], [t for _, t in points], label=name, linewidth=1.2)
+    ax.plot([floor, 1], [floor, 1], color="grey", linestyle=":", linewidth=0.8, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(1e-4, 1)
-    ax.set_ylim(1e-4, 1)
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.legend(fontsize=7, loc="lower right")

@@ -52,7 +52,8 @@ def roc_metrics(scores: np.ndarray, is_member: np.ndarray) -> Dict[str, float]:
         "balanced_accuracy": float(np.max(1 - (fpr + (1 - tpr)) / 2)),
         "tpr_at_1fpr": float(np.interp(0.01, fpr, tpr)),
         "tpr_at_01fpr": float(np.interp(0.001, fpr, tpr)),
-        "roc": {"fpr": grid.round(6).tolist(), "tpr": np.interp(grid, fpr, tpr).round(6).tolist()},
+        "roc": {"fpr": grid.round(6).tolist(), "tpr": np.interp(grid, fpr, tpr).round(6).tolist(),
+                "min_fpr": 1.0 / int((~is_member).sum())},     # below one non-member the curve says nothing
     }
 
 

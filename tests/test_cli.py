@@ -198,3 +198,19 @@ def test_json_outputs_carry_their_provenance(tmp_path):
 
     report = _with_provenance({"a": 1})
     assert report["a"] == 1 and {"command", "machine", "versions"} <= set(report["provenance"])
+
+
+def test_figures_in_the_format_asked_with_words_for_labels_and_axes_cut_to_the_data(tmp_path, monkeypatch):
+    from dcu import plots
+
+    rows = {"retrain": {"retain_acc": 0.992, "forget_acc": 0.977}, "dcu": {"retain_acc": 0.990, "forget_acc": 0.975}}
+    assert plots.comparison_bars(rows, ["retain_acc", "forget_acc"], tmp_path / "bars.pdf").read_bytes()[:4] == b"%PDF"
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    plots.comparison_bars(rows, ["retain_acc", "forget_acc"], "bars.svg")
+    plots.roc_curves({"lira": {"fpr": [1e-4, 1e-3, 1e-2, 1.0], "tpr": [0.0, 0.01, 0.05, 1.0], "min_fpr": 1e-3}}, "r.svg")
+    bars, roc = drawn[0].axes[0], drawn[1].axes[0]
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["retain accuracy", "forget accuracy"]
+    assert bars.get_ylim()[0] > 90                       # not a 0-105 axis: 97.7 against 99.2 shows
+    assert roc.get_xlim()[0] == 1e-3                     # no curve below the FPR one non-member supports
+    assert plots.dataset_label("folder:/home/me/pets") == "pets"

@@ -221,7 +221,8 @@ def cmd_condense(args) -> int:
     device = resolve_device(args.device)
     condenser = get_condenser(args.method, ipc=args.ipc, seed=args.seed, **_settings(args.set)).to(device)
     progress_file = _progress_file(args)
-    plots = [Path(args.out).with_suffix(".png"), Path(args.out).with_name(Path(args.out).stem + "-loss.png")]
+    plots = [Path(args.out).with_suffix(f".{args.plot_format}"),
+             Path(args.out).with_name(Path(args.out).stem + f"-loss.{args.plot_format}")]
     outputs = {"--out": args.out, "--checkpoint": progress_file, **({"the grid": plots[0], "the loss curve": plots[1]}
                                                                     if args.plots else {})}
     with _writing(outputs, _model_inputs(args) if args.model else {}):
@@ -349,7 +350,8 @@ def cmd_evaluate(args) -> int:
         _check_store(args.shadows, splits)
     attacks = [a for a in args.attacks.split(",") if a]
     out = Path(args.out)
-    plots = {"the bar chart": out.with_suffix(".png"), "the ROC plot": out.with_name(out.stem + "-roc.png")}
+    plots = {"the bar chart": out.with_suffix(f".{args.plot_format}"),
+             "the ROC plot": out.with_name(out.stem + f"-roc.{args.plot_format}")}
     with _writing({"--out": args.out, **(plots if args.plots else {})},
                   {**_model_inputs(args), "--reference": args.reference, "--forget": args.ids,
                    "--shadows": args.shadows, **({"the reference's ledger": _model_inputs(args, "--reference")
@@ -384,13 +386,13 @@ def _write_report(args, report: Dict[str, Any], splits, meta: Dict[str, Any], re
         log.info("  %s: %s %.4f, AUC %.3f, TPR@1%%FPR %.3f, TPR@0.1%%FPR %.3f", name, result["headline_name"],
                  result["headline"], result["auc"], result["tpr_at_1fpr"], result["tpr_at_01fpr"])
     if args.plots:
-        from ..plots import comparison_bars
+        from ..plots import comparison_bars, dataset_label
 
         rows = {meta.get("method") or "model": _bar_row(report)}
         if reference is not None:
             rows = {"retrain": _bar_row(report["reference"]), **rows}
         png = plots["the bar chart"]
-        comparison_bars(rows, ["retain_acc", "forget_acc", "test_acc", "mia"], png, title=f"{splits.name}")
+        comparison_bars(rows, ["retain_acc", "forget_acc", "test_acc", "mia"], png, title=dataset_label(splits.name))
         log.info("Bar chart -> %s", png)
         from ..plots import roc_curves
 
@@ -399,7 +401,7 @@ def _write_report(args, report: Dict[str, Any], splits, meta: Dict[str, Any], re
             curves.update({f"{name} (reference)": result["roc"] for name, result in report["reference"]["mia"].items()
                            if result.get("roc")})
         roc_png = plots["the ROC plot"]
-        roc_curves(curves, roc_png, title=f"membership of the forget set, {splits.name}")
+        roc_curves(curves, roc_png, title=f"membership of the forget set, {dataset_label(splits.name)}")
         log.info("ROC curves -> %s", roc_png)
 
 
@@ -448,7 +450,7 @@ def cmd_invert(args) -> int:
     if splits.val is None or len(splits.val) == 0:
         raise ValueError(f"{args.model} has no held-out split: inversion is scored against held-out images.")
     out = Path(args.out)
-    check_outputs({"--out": out, **({"the picture": out.with_suffix(".png")} if args.plots else {})},
+    check_outputs({"--out": out, **({"the picture": out.with_suffix(f".{args.plot_format}")} if args.plots else {})},
                   {**_model_inputs(args), "--original": args.original, "--evaluator": args.evaluator})
     cfg = InversionConfig(per_class=args.per_class, steps=args.steps, seed=args.seed)
     if args.method == "gradient":
@@ -493,7 +495,7 @@ def cmd_invert(args) -> int:
         for image, label in zip(inverted.images, inverted.labels):
             pool = splits.val.images[splits.val.labels == label]
             nearest.append(pool[(pool - image).pow(2).flatten(1).mean(1).argmin()])
-        png = Path(args.out).with_suffix(".png")
+        png = Path(args.out).with_suffix(f".{args.plot_format}")
         inversion_pairs(inverted.images, torch.stack(nearest), inverted.labels, splits.classes, splits.mean,
                         splits.std, png, title=f"{args.method}: inverted (top), nearest held-out image (bottom)")
         log.info("Inverted images beside their nearest real ones -> %s", png)
@@ -682,7 +684,7 @@ def cmd_audit(args) -> int:
     methods = [m for m in args.methods.split(",") if m and m != "retrain"]
     out = Path(args.out)
     store_dir = Path(args.store) if args.store else out.with_name(out.stem + "-ensembles")
-    figure = out.with_suffix(".png")
+    figure = out.with_suffix(f".{args.plot_format}")
     condensed = None
     if args.condensed:
         from condense import load_condensed
@@ -708,9 +710,9 @@ def cmd_audit(args) -> int:
                 "settings": method_settings(args.set), "forget_request": {"count": len(forget_ids)}}
         atomic_write_json(_with_provenance(card), out)
         if args.plots:
-            from ..plots import audit_figure
+            from ..plots import audit_figure, dataset_label
 
-            audit_figure(card, figure, title=f"{splits.name}: {len(forget_ids)} forget examples, "
+            audit_figure(card, figure, title=f"{dataset_label(splits.name)}: {len(forget_ids)} forget examples, "
                                              f"{card['models_per_ensemble']} models per ensemble")
     for name, row in card["rows"].items():
         log.info("%-32s forgetting score %.3f (F %.3f)  U-LiRA AUC %.3f  KLoM forget %.2f  retain %.3f  test %.3f",
@@ -889,7 +891,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. iterations=500")
     p.add_argument("--val-frac", type=FRACTION, default=0.1, help="held-out fraction when no --model gives it")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plots", action="store_true", help="also write a PNG grid of the synthetic images and the loss curve")
+    p.add_argument("--plots", action="store_true", help="also write a grid of the synthetic images and the loss curve")
+    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
     p.add_argument("--eval-runs", type=NON_NEGATIVE, default=0, metavar="N",
                    help="train N fresh networks on the condensed set and report test accuracy mean ± std")
     p.add_argument("--protocol", default="dc-300ep", help="evaluation protocol: dc-300ep (DC/DSA papers'), dc-1000ep (DM paper's) "
@@ -926,7 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attacks", default="loss_lr", help="comma-separated attack names (dcu list attacks)")
     p.add_argument("--shadows", default=None, help="shadow-model store, for lira and rmia (dcu shadows)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plots", action="store_true", help="also write a PNG bar chart beside the report")
+    p.add_argument("--plots", action="store_true", help="also write a bar chart and the ROC curves beside the report")
+    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
     p.add_argument("--out", required=True, help="report.json")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_evaluate)
@@ -951,6 +955,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_forget_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true", help="also write the log-log ROC curve")
+    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
     p.add_argument("--out", required=True, help="report.json")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_attack)
@@ -966,6 +971,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=POSITIVE, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plots", action="store_true")
+    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
     p.add_argument("--out", required=True, help="report.json")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_invert)
@@ -1006,6 +1012,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", help="build only models k with k %% n == i (default 0/1: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the retain and test samples the store queries")
     p.add_argument("--plots", action="store_true", help="also write the figure (ε histogram, U-LiRA ROC, KLoM)")
+    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.add_argument("--out", required=True, help="scorecard.json")
     p.set_defaults(func=cmd_audit)
