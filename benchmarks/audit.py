@@ -1,5 +1,5 @@
 """The per-example audit on a preset: ensembles of retrained, unlearned and original models, scored by the
-challenge's forgetting score, U-LiRA and KLoM beside the retrain-vs-retrain ceiling (DESIGN §5).
+challenge's forgetting score, U-LiRA and KLoM beside the retrain-vs-retrain ceiling (docs/method.md, section 4).
 
     python benchmarks/audit.py --preset audit --data-root ~/data/cifar10 --seed 100 --models 16 \\
         --methods finetune,dcu,salun,neggrad_plus,scrub

@@ -1,6 +1,6 @@
 """Model checkpoints: a state dict plus the metadata that says what the model is and where it came from.
 
-Written atomically, read with ``torch.load(weights_only=True)`` only. Metadata (DESIGN §3): architecture and
+Written atomically, read with ``torch.load(weights_only=True)`` only. Metadata (docs/method.md, section 3): architecture and
 its arguments, dataset, classes, input shape, normalisation, the hash of the id set trained on, and for an
 unlearned model its parent's hash, the forget ids' hash and count, the method and its hyperparameters.
 """

@@ -1,4 +1,4 @@
-"""Named protocol presets (DESIGN §5), as data: a number always says which protocol made it."""
+"""Named protocol presets (docs/method.md, section 5), as data: a number always says which protocol made it."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Tuple
 
 TUNED = Path(__file__).resolve().parent / "tuned"
 
-# ConvNet-64 with instance norm, 30 epochs of SGD with one-cycle lr 0.05, flip + 4-pixel crop (DESIGN §5)
+# ConvNet-64 with instance norm, 30 epochs of SGD with one-cycle lr 0.05, flip + 4-pixel crop
 _CIFAR_CPU_TRAIN = {"epochs": 30, "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
                     "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4}
 _CIFAR_CPU = {"dataset": "cifar10", "model": "convnet", "model_args": {"width": 64}, "train": _CIFAR_CPU_TRAIN,
@@ -32,7 +32,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                         "condense": {"method": "fdm", "ipc": 50}},
     # all of CIFAR-10 train less a 10% held-out validation split
     "cifar10-cpu": {**_CIFAR_CPU, "val_frac": 0.1, "condense": {"method": "fdm", "ipc": 100}},
-    # the many-model audit (DESIGN §5): a training fast enough that 128 of them fit in about an hour of this
+    # the many-model audit (docs/method.md, section 4): a training fast enough that 128 of them fit in about an hour of this
     # 2-core CPU. 5,000 CIFAR-10 training images (500 per class), 100 per class held out, ConvNet-32 with
     # instance norm, 24 epochs of one-cycle SGD at lr 0.1, batch 256, flip + crop. Development seeds 0-2 (any
     # choice of settings); evaluation seeds 100-102 (the tables; run once, at the end).

@@ -1,5 +1,5 @@
 """Per-example verdicts from model *ensembles*: many models unlearned by a method against many models
-retrained without the forget set (DESIGN §5, "the verdict that counts").
+retrained without the forget set (docs/method.md, section 4).
 
 Every score reads banks of logits: ``(models, examples, classes)`` tensors of what each model of an
 ensemble predicts for the same examples, so a new score needs no training. Each returns a

@@ -113,7 +113,7 @@ def evaluate(model: nn.Module, splits: DatasetSplits, forget_ids: torch.Tensor, 
              reference: Optional[nn.Module] = None, reference_meta: Optional[Dict] = None,
              attacks: Iterable[str] = ("loss_lr",), seed: int = 0, shadows: Optional[str] = None,
              attack_settings: Optional[Dict[str, Dict[str, Any]]] = None) -> Dict[str, Any]:
-    """The report of DESIGN §3 for one model and one forget request (JSON-ready)."""
+    """The report of docs/method.md (section 3) for one model and one forget request (JSON-ready)."""
     attacks = list(attacks)
     forget = splits.train.subset(forget_ids)
     retain = splits.train.without(forget_ids)
