@@ -29,7 +29,12 @@
    classes only trains nothing: on cifar10-cpu-sub (class 0, seed 0) the 20 passes cost 1.5 points of
    retain accuracy and gained no held-out accuracy. The removed classes are also taken out of every
    teacher distribution of the samples that are trained.
-4. **Cost.** Only the last ``tail_stages`` blocks of the network are trained (``Model.stages()``), on
+4. **Per-example reference** (``reference``, off by default): a file of what shadow models that never
+   trained on each image predict for it (its logit-scaled confidence's mean and spread, made offline once
+   per original by ``benchmarks/reference_targets.py``). Each forget target is then drawn from that image's
+   own distribution, moved to the original's level by the file's ``offset``, with ``reference_spread`` x its
+   spread, instead of from the held-out quantiles by rank.
+5. **Cost.** Only the last ``tail_stages`` blocks of the network are trained (``Model.stages()``), on
    activations of the frozen trunk computed once for the forget set and the condensed set, so a step costs
    a fraction of a full forward-backward pass. The stopping point is a fixed number of passes over the
    forget set, set per preset from validation data only.
@@ -43,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from dcu.data import ImageSet
+from dcu.io import ArtifactError, safe_load
 from dcu.models import num_classes as count_classes
 from dcu.models import split_model
 from dcu.train import TrainConfig, augment_batch, model_device, on_device, predict, train
@@ -67,6 +73,8 @@ class DCUConfig(UnlearnConfig):
     label_weight: float = 0.0      # cross-entropy on the synthetic images' labels beside the distillation
     target_noise: float = 0.0      # std of seed-drawn noise on each forget target's logit-scaled confidence
     weight_noise: float = 0.0      # std of seed-drawn noise on the trained tail's weights, relative to each tensor's
+    reference: str = ""            # per-example OUT behaviour (dcu.workflows.reference): targets drawn from it
+    reference_spread: float = 1.0  # scale of the reference's per-example spread in the drawn targets
 
 
 def _without(probs: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
@@ -106,6 +114,28 @@ def calibrated_targets(logits: torch.Tensor, labels: torch.Tensor, margin: torch
     others = _without(logits.softmax(1), absent).scatter(1, labels.view(-1, 1), 0.0)
     others = others / others.sum(1, keepdim=True).clamp(min=1e-12)
     return (others * (1 - p_true).unsqueeze(1)).scatter(1, labels.view(-1, 1), p_true.unsqueeze(1))
+
+
+def _targets_at(logits: torch.Tensor, labels: torch.Tensor, phi: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
+    """Target distributions whose logit-scaled confidence on the label is ``phi``; the rest as the original's."""
+    p_true = torch.sigmoid(phi).clamp(1e-4, 1 - 1e-4)
+    p_true = torch.where(absent[labels], torch.zeros_like(p_true), p_true)
+    others = _without(logits.softmax(1), absent).scatter(1, labels.view(-1, 1), 0.0)
+    others = others / others.sum(1, keepdim=True).clamp(min=1e-12)
+    return (others * (1 - p_true).unsqueeze(1)).scatter(1, labels.view(-1, 1), p_true.unsqueeze(1))
+
+
+def _reference_confidence(path: str, ids: torch.Tensor, spread: float, gen: torch.Generator) -> torch.Tensor:
+    """Each id's target confidence drawn from the reference file's OUT distribution for it."""
+    ref = safe_load(path, what="dcu reference file")
+    if not isinstance(ref, dict) or ref.get("format") != "dcu-reference":
+        raise ArtifactError(f"{path} is not a dcu reference file (benchmarks/reference_targets.py makes one).")
+    pos = torch.searchsorted(ref["ids"], ids).clamp(max=len(ref["ids"]) - 1)
+    if not torch.equal(ref["ids"][pos], ids):
+        missing = ids[ref["ids"][pos] != ids]
+        raise ValueError(f"{path} has no reference for id {int(missing[0])}: it was made for another split.")
+    draw = torch.randn(len(ids), generator=gen)
+    return ref["out_mean"][pos] + float(ref["offset"]) + spread * ref["out_std"][pos] * draw
 
 
 @register_unlearner
@@ -150,7 +180,11 @@ class DCU(Unlearner):
         # a retrained model's confidence on an unseen image varies with its seed; without noise every dcu run
         # meets the same targets and the runs are near copies (per-example audit, docs/results.md)
         noise = torch.randn(len(forget), generator=gen) * cfg.target_noise if cfg.target_noise else None
-        target = calibrated_targets(logits_forget, forget.labels, margin, held_out_loss, absent, noise)
+        if cfg.reference:
+            phi = _reference_confidence(cfg.reference, forget.ids, cfg.reference_spread, gen)
+            target = _targets_at(logits_forget, forget.labels, phi + (noise if noise is not None else 0.0), absent)
+        else:
+            target = calibrated_targets(logits_forget, forget.labels, margin, held_out_loss, absent, noise)
         forget_views = ImageSet(h_forget, forget.labels)
         if cfg.mirror and self.train_config.flip:
             # the original learnt each forget image and its mirror; a LiRA auditor queries both
