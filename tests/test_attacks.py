@@ -152,13 +152,13 @@ def test_ulira_sees_through_weak_unlearning_and_not_through_retraining(shadow_se
 def test_dcu_reference_targets_follow_each_images_out_behaviour(shadow_setup, tmp_path):
     """dcu with a per-example reference pulls each forget image to what models that never saw it predict:
     its confidences follow the shadows' OUT means far better than the original's, and unknown ids are refused."""
+    from conftest import SMOKE_TRAIN
+
     import condense
     import unlearn
     from dcu.train import predict
     from dcu.workflows.reference import logit_confidence, reference_behaviour, write_reference
     from inversion_attacks.shadow import ShadowStore
-
-    from conftest import SMOKE_TRAIN
 
     splits, original, _, forget, path = shadow_setup
     ref = reference_behaviour(ShadowStore(path), splits, original)
