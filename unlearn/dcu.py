@@ -75,6 +75,7 @@ class DCUConfig(UnlearnConfig):
     weight_noise: float = 0.0      # std of seed-drawn noise on the trained tail's weights, relative to each tensor's
     reference: str = ""            # per-example OUT behaviour (dcu.workflows.reference): targets drawn from it
     reference_spread: float = 1.0  # scale of the reference's per-example spread in the drawn targets
+    reference_offset: float = 1.0  # share of the reference's offset (shadows' level -> the original's) applied
 
 
 def _without(probs: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
@@ -125,7 +126,8 @@ def _targets_at(logits: torch.Tensor, labels: torch.Tensor, phi: torch.Tensor, a
     return (others * (1 - p_true).unsqueeze(1)).scatter(1, labels.view(-1, 1), p_true.unsqueeze(1))
 
 
-def _reference_confidence(path: str, ids: torch.Tensor, spread: float, gen: torch.Generator) -> torch.Tensor:
+def _reference_confidence(path: str, ids: torch.Tensor, spread: float, offset: float,
+                          gen: torch.Generator) -> torch.Tensor:
     """Each id's target confidence drawn from the reference file's OUT distribution for it."""
     ref = safe_load(path, what="dcu reference file")
     if not isinstance(ref, dict) or ref.get("format") != "dcu-reference":
@@ -135,7 +137,7 @@ def _reference_confidence(path: str, ids: torch.Tensor, spread: float, gen: torc
         missing = ids[ref["ids"][pos] != ids]
         raise ValueError(f"{path} has no reference for id {int(missing[0])}: it was made for another split.")
     draw = torch.randn(len(ids), generator=gen)
-    return ref["out_mean"][pos] + float(ref["offset"]) + spread * ref["out_std"][pos] * draw
+    return ref["out_mean"][pos] + offset * float(ref["offset"]) + spread * ref["out_std"][pos] * draw
 
 
 @register_unlearner
@@ -181,7 +183,7 @@ class DCU(Unlearner):
         # meets the same targets and the runs are near copies (per-example audit, docs/results.md)
         noise = torch.randn(len(forget), generator=gen) * cfg.target_noise if cfg.target_noise else None
         if cfg.reference:
-            phi = _reference_confidence(cfg.reference, forget.ids, cfg.reference_spread, gen)
+            phi = _reference_confidence(cfg.reference, forget.ids, cfg.reference_spread, cfg.reference_offset, gen)
             target = _targets_at(logits_forget, forget.labels, phi + (noise if noise is not None else 0.0), absent)
         else:
             target = calibrated_targets(logits_forget, forget.labels, margin, held_out_loss, absent, noise)

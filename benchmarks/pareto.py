@@ -1,0 +1,109 @@
+"""The Pareto front of forgetting against speed on the audit's evaluation seeds (issue: dcu per example).
+
+    python benchmarks/pareto.py                      # reads benchmarks/results/audit-audit-random.json
+
+For every ensemble on every evaluation seed: the forgetting score and U-LiRA AUC against RTE. RTE is the
+retrain ensemble's mean seconds per model over the method's mean seconds per model, both from the same seed's
+store. A method's offline cost (dcu's condensed set; a reference store's shadows) is reported beside it and
+amortised over 1, 5 and 20 requests. Writes audit-pareto.json and audit-pareto.png beside the input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from dcu.io import atomic_write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REFERENCE_ROWS = ("ceiling (retrain vs retrain)", "original (no unlearning)")
+
+
+def front(points):
+    """The points no other point beats on both axes (higher score, higher RTE)."""
+    return sorted((p for p in points if not any(q["score"] >= p["score"] and q["rte"] >= p["rte"] and q != p
+                                               and (q["score"] > p["score"] or q["rte"] > p["rte"]) for q in points)),
+                  key=lambda p: p["rte"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audit", default=str(RESULTS / "audit-audit-random.json"))
+    parser.add_argument("--offline", action="append", default=[], metavar="METHOD=SECONDS",
+                        help="an offline cost per original (e.g. dcu@ref=776 for a reference store's shadows)")
+    args = parser.parse_args(argv)
+    runs = json.loads(Path(args.audit).read_text())["runs"]
+    extra_offline = {k: float(v) for k, v in (item.split("=", 1) for item in args.offline)}
+    per_method = {}
+    for seed, run in runs.items():
+        if run.get("seed_role") != "evaluation":
+            continue
+        retrain = run["rows"]["ceiling (retrain vs retrain)"]["seconds"]
+        condense = (run.get("condensed") or {}).get("offline_seconds") or 0.0
+        for name, row in run["rows"].items():
+            if name in REFERENCE_ROWS or not row.get("seconds"):
+                continue
+            base = name.split("@")[0]
+            offline = (condense if base == "dcu" else 0.0) + extra_offline.get(name, 0.0)
+            per_method.setdefault(name, []).append(
+                {"seed": int(seed), "score": row["forgetting_score"], "ulira": row["ulira"]["auc"],
+                 "rte": retrain / row["seconds"], "seconds": row["seconds"], "retrain_seconds": retrain,
+                 "offline_seconds": offline,
+                 "rte_amortised": {str(n): retrain / (row["seconds"] + offline / n) for n in (1, 5, 20)},
+                 "forget_acc": row["forget_acc"], "test_acc": row["test_acc"],
+                 "ceiling": run["rows"]["ceiling (retrain vs retrain)"]["forgetting_score"]})
+    points = [{"method": m, "seeds": [r["seed"] for r in rs],
+               "score": statistics.mean(r["score"] for r in rs), "ulira": statistics.mean(r["ulira"] for r in rs),
+               "rte": statistics.mean(r["rte"] for r in rs),
+               "rte_amortised": {n: statistics.mean(r["rte_amortised"][n] for r in rs) for n in ("1", "5", "20")},
+               "offline_seconds": statistics.mean(r["offline_seconds"] for r in rs),
+               "share_of_ceiling": statistics.mean(r["score"] / r["ceiling"] for r in rs), "runs": rs}
+              for m, rs in sorted(per_method.items())]
+    on_front = {p["method"] for p in front(points)}
+    for p in points:
+        p["pareto"] = p["method"] in on_front
+    out = Path(args.audit).with_name("audit-pareto.json")
+    atomic_write_json({"benchmark": "pareto", "audit": Path(args.audit).name,
+                       "note": "online seconds were measured while other jobs shared the machine (see docs/results.md)",
+                       "points": points}, out)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dcu.plots import _save
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, ylabel in ((axes[0], "score", "forgetting score (higher is better)"),
+                            (axes[1], "ulira", "U-LiRA AUC (0.5 is retraining)")):
+        for p in points:
+            own = p["method"].startswith("dcu")
+            ax.scatter(p["rte"], p[key], s=36 if own else 22, marker="o" if own else "s",
+                       color="tab:red" if own else "tab:blue", zorder=3)
+            ax.annotate(p["method"], (p["rte"], p[key]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        if key == "score":
+            line = front(points)
+            ax.plot([p["rte"] for p in line], [p["score"] for p in line], color="grey", linewidth=0.8, zorder=2)
+            ceilings = [r["ceiling"] for p in points for r in p["runs"]]
+            ax.axhline(statistics.mean(ceilings), color="black", linestyle=":", linewidth=0.8)
+            ax.text(ax.get_xlim()[0] if False else min(p["rte"] for p in points), statistics.mean(ceilings),
+                    " retrain vs retrain", fontsize=7, va="bottom")
+        else:
+            ax.axhline(0.5, color="black", linestyle=":", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("RTE (retraining time / online time per request)")
+        ax.set_ylabel(ylabel)
+    seeds = sorted({r["seed"] for p in points for r in p["runs"]})
+    fig.suptitle(f"audit preset, random 10%, evaluation seeds {', '.join(map(str, seeds))}: dcu (red) and baselines (blue)",
+                 fontsize=9)
+    _save(fig, out.with_suffix(".png"))
+    for p in sorted(points, key=lambda p: -p["score"]):
+        print(f"{p['method']:16s} score {p['score']:.3f} ({100 * p['share_of_ceiling']:.0f}% of ceiling) "
+              f"U-LiRA {p['ulira']:.3f} RTE {p['rte']:.1f} {'front' if p['pareto'] else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
