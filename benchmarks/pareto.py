@@ -5,7 +5,8 @@
 For every ensemble on every evaluation seed: the forgetting score and U-LiRA AUC against RTE. RTE is the
 retrain ensemble's mean seconds per model over the method's mean seconds per model, both from the same seed's
 store. A method's offline cost (dcu's condensed set; a reference store's shadows) is reported beside it and
-amortised over 1, 5 and 20 requests. Writes audit-pareto.json and audit-pareto.png beside the input.
+amortised over 1, 5 and 20 requests (a reference store's from benchmarks/results/reference-<preset>-seed<S>.json).
+Writes audit-pareto.json and audit-pareto.png beside the input.
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
                 continue
             base = name.split("@")[0]
             offline = (condense if base == "dcu" else 0.0) + extra_offline.get(name, 0.0)
+            if run["settings"].get(name, {}).get("reference"):   # the reference store's shadows, made for this seed
+                made = RESULTS / f"reference-{run['preset']}-seed{seed}.json"
+                offline += json.loads(made.read_text())["shadow_seconds_from_file_times"]
             per_method.setdefault(name, []).append(
                 {"seed": int(seed), "score": row["forgetting_score"], "ulira": row["ulira"]["auc"],
                  "rte": retrain / row["seconds"], "seconds": row["seconds"], "retrain_seconds": retrain,
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
             ax.plot([p["rte"] for p in line], [p["score"] for p in line], color="grey", linewidth=0.8, zorder=2)
             ceilings = [r["ceiling"] for p in points for r in p["runs"]]
             ax.axhline(statistics.mean(ceilings), color="black", linestyle=":", linewidth=0.8)
-            ax.text(ax.get_xlim()[0] if False else min(p["rte"] for p in points), statistics.mean(ceilings),
+            ax.text(min(p["rte"] for p in points), statistics.mean(ceilings),
                     " retrain vs retrain", fontsize=7, va="bottom")
         else:
             ax.axhline(0.5, color="black", linestyle=":", linewidth=0.8)
