@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from dcu.models import create_model
 from dcu.models.convnet import fit_depth
+from dcu.seeds import derive
 from dcu.train import on_device
 
 from .base import Condenser, MatchingConfig, class_positions, cpu_chunk, new_set, register_condenser
@@ -146,11 +147,11 @@ class GradientMatching(Condenser):
         classes = [int(b) for b in buckets]  # a DC bucket is a class
         rows = torch.isin(cset.image_bucket, buckets)
         pools = [retain.positions(cset.bucket_members(c)) for c in classes]
-        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        gen = torch.Generator().manual_seed(derive(self.cfg.seed, "refresh"))
         init = torch.cat([pool[torch.randperm(len(pool), generator=gen)[: int((cset.image_bucket[rows] == c).sum())]]
                           for c, pool in zip(classes, pools)])
         return self._match(retain.images, pools, classes, retain.images[init], cset.labels[rows],
-                           len(cset.source["classes"]), self.cfg.seed + 1, f"{self.name} refresh")
+                           len(cset.source["classes"]), derive(self.cfg.seed, "refresh"), f"{self.name} refresh")
 
 
 @dataclass

@@ -17,6 +17,7 @@ import torch
 
 from dcu.models import create_model
 from dcu.models.convnet import fit_depth
+from dcu.seeds import derive
 from dcu.train import on_device
 
 from .base import Condenser, MatchingConfig, class_positions, cpu_chunk, new_set, register_condenser
@@ -98,8 +99,8 @@ class DistributionMatching(Condenser):
         classes = [int(b) for b in buckets]  # a DM bucket is a class
         rows = torch.isin(cset.image_bucket, buckets)
         pools = [retain.positions(cset.bucket_members(c)) for c in classes]
-        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        gen = torch.Generator().manual_seed(derive(self.cfg.seed, "refresh"))
         init = torch.cat([pool[torch.randperm(len(pool), generator=gen)[: int((cset.image_bucket[rows] == c).sum())]]
                           for c, pool in zip(classes, pools)])
         return self._match(retain.images, retain.labels, pools, classes, retain.images[init],
-                           cset.labels[rows], self.cfg.seed + 1, "dm refresh")
+                           cset.labels[rows], derive(self.cfg.seed, "refresh"), "dm refresh")

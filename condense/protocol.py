@@ -24,6 +24,7 @@ from dcu.data import DatasetSplits, ImageSet
 from dcu.models import create_model
 from dcu.models.convnet import fit_depth
 from dcu.progress import progress, quiet
+from dcu.seeds import derive
 from dcu.train import TrainConfig, accuracy, train
 
 from .dsa import DSA
@@ -68,13 +69,14 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
     augment = DSA() if dsa else None
     accs, start = [], time.perf_counter()
     for run in progress(range(runs), desc=f"evaluate ({protocol})", unit="net"):
-        torch.manual_seed(seed + run)
+        run_seed = derive(seed, "evaluation run", run)
+        torch.manual_seed(run_seed)
         model_args = dict(spec["model_args"])
         if spec["model"] == "convnet":
             model_args["depth"] = fit_depth(model_args.get("depth", 3), size)
         net = create_model(spec["model"], in_channels=channels, num_classes=splits.num_classes, image_size=size,
                            **model_args).to(device)
-        generator = torch.Generator().manual_seed(seed + run)
+        generator = torch.Generator().manual_seed(run_seed)
 
         def loss_fn(model, x, y, idx, generator=generator):
             if augment is not None:
@@ -82,7 +84,7 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
             return F.cross_entropy(model(x), y)
 
         with quiet():
-            train(net, data, TrainConfig(**{**cfg.__dict__, "seed": seed + run}), loss_fn=loss_fn, desc="evaluate")
+            train(net, data, TrainConfig(**{**cfg.__dict__, "seed": run_seed}), loss_fn=loss_fn, desc="evaluate")
         accs.append(accuracy(net, test))
     return {"protocol": protocol, "dsa_augment": dsa, "runs": runs, "accuracies": accs,
             "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if runs > 1 else 0.0,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dcu.seeds import derive
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -38,7 +39,7 @@ class FCS(Unlearner):
         def to_uniform(m, x, y, idx):
             return -F.log_softmax(m(x), 1).mean()      # KL to uniform up to a constant
 
-        retain_batches = batches(retain_data, c.batch_size, seed=c.seed + 3)
+        retain_batches = batches(retain_data, c.batch_size, seed=derive(c.seed, "retain batches"))
 
         def contrast(m, x, y, idx):
             with torch.no_grad():
@@ -49,7 +50,7 @@ class FCS(Unlearner):
                                            seed=c.seed), loss_fn=to_uniform, desc="fcs uniform")
         for epoch in range(c.epochs):
             train(model, forget, self.schedule(epochs=1, lr=c.forget_lr, schedule="cosine", weight_decay=0.0,
-                                               seed=c.seed + epoch), loss_fn=contrast, desc=f"fcs contrast {epoch + 1}")
+                                               seed=derive(c.seed, "contrast", epoch)), loss_fn=contrast, desc=f"fcs contrast {epoch + 1}")
             train(model, retain_data, self.schedule(epochs=1, lr=c.lr, schedule="constant", weight_decay=1e-2,
-                                                    seed=c.seed + epoch), desc=f"fcs strengthen {epoch + 1}")
+                                                    seed=derive(c.seed, "strengthen", epoch)), desc=f"fcs strengthen {epoch + 1}")
         return model

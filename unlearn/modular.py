@@ -10,6 +10,7 @@ from typing import Iterable
 
 import torch.nn as nn
 
+from dcu.seeds import derive
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -53,10 +54,10 @@ class Modular(Unlearner):
         beginning, intermediate, final = stages[:1], stages[1:-1], stages[-1:]
         data = self.retain_data(retain, forget, condensed)
         for r in range(c.rounds):
-            _train_only(model, beginning, data, self.schedule(epochs=c.beginning_epochs, seed=c.seed + r),
+            _train_only(model, beginning, data, self.schedule(epochs=c.beginning_epochs, seed=derive(c.seed, "round", r)),
                         f"modular beginning {r + 1}")
             if r < c.rounds - c.final_skip:
-                _train_only(model, final, data, self.schedule(epochs=c.final_epochs, seed=c.seed + r),
+                _train_only(model, final, data, self.schedule(epochs=c.final_epochs, seed=derive(c.seed, "round", r)),
                             f"modular final {r + 1}")
         _train_only(model, intermediate, data, self.schedule(epochs=c.intermediate_epochs, lr=c.intermediate_lr,
                                                              seed=c.seed), "modular intermediate")

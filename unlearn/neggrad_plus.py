@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
+from dcu.seeds import derive
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -32,7 +33,7 @@ class NegGradPlus(Unlearner):
 
     def run(self, model, retain, forget, *, condensed, val):
         cfg = self.schedule(seed=self.cfg.seed)
-        forget_batches = batches(forget, cfg.batch_size, seed=self.cfg.seed + 1, augment=cfg)
+        forget_batches = batches(forget, cfg.batch_size, seed=derive(self.cfg.seed, "forget batches"), augment=cfg)
         start = [p.detach().clone() for p in model.parameters()]
         alpha, l2 = self.cfg.alpha, self.cfg.l2
 

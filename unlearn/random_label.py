@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from dcu.models import num_classes
+from dcu.seeds import derive
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -29,7 +30,7 @@ def random_label_training(unlearner: Unlearner, model, retain_data, forget, *, d
     """Train on ``retain_data`` ∪ ``forget`` with the forget labels redrawn every epoch; shared with SalUn."""
     data, is_forget = joined(retain_data, forget)
     classes = num_classes(model)
-    generator = torch.Generator().manual_seed(unlearner.cfg.seed + 7)
+    generator = torch.Generator().manual_seed(derive(unlearner.cfg.seed, "random labels"))
     labels = data.labels.clone()
 
     def relabel(epoch):

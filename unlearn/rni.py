@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from dcu.seeds import derive
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -65,7 +66,7 @@ class RNI(Unlearner):
                 for name, p in params.items():
                     p.requires_grad_(name in chosen)
                 train(model, data, self.schedule(epochs=1, lr=c.fine_lr if fine else c.lr, schedule="constant",
-                                                 seed=c.seed + epoch), desc=f"rni {epoch + 1}")
+                                                 seed=derive(c.seed, "epoch", epoch)), desc=f"rni {epoch + 1}")
         finally:
             for p in params.values():
                 p.requires_grad_(True)

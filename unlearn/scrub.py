@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dcu.seeds import derive
 from dcu.train import train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -61,7 +62,7 @@ class Scrub(Unlearner):
             return c.gamma * F.cross_entropy(out, y) + c.alpha * kl_to(out, teacher_logits(x), t)
 
         for epoch in range(c.epochs):
-            seed = c.seed + epoch
+            seed = derive(c.seed, "epoch", epoch)
             train(model, retain_data, self.schedule(epochs=1, seed=seed), loss_fn=towards, desc=f"scrub min {epoch + 1}")
             if epoch < c.forget_epochs:
                 train(model, forget, self.schedule(epochs=1, seed=seed, batch_size=c.batch_forget), loss_fn=away,

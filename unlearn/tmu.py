@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 
 from dcu.data import ImageSet
+from dcu.seeds import derive
 from dcu.train import predict, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
@@ -82,7 +83,7 @@ class TMU(Unlearner):
         targets = torch.where(forget_wrong, runner_up(model, forget), forget.labels)
         forget_targets = ImageSet(forget.images, targets)
         cfg = self.schedule(seed=c.seed)
-        retain_batches = batches(retain_data, cfg.batch_size, seed=c.seed + 1, augment=cfg)
+        retain_batches = batches(retain_data, cfg.batch_size, seed=derive(c.seed, "retain batches"), augment=cfg)
 
         def loss_fn(m, x, y, idx):
             rx, ry, _ = next(retain_batches)
