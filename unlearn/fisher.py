@@ -44,7 +44,7 @@ class Fisher(Unlearner):
             absent = classes_without_retain(retain, num_classes(model))
             classes = sorted(set(forget.labels[absent[forget.labels]].tolist()))
             if classes:
-                for p in model.classifier.parameters():
+                for p in model.get_classifier().parameters():
                     p[classes] = self.cfg.class_row_std * torch.randn(p[classes].shape, generator=generator)
         self.stats["forgotten_classes"] = classes
         return model

@@ -48,7 +48,7 @@ class RNI(Unlearner):
         params = dict(model.named_parameters())
         norms = [n for n in params if _is_norm(modules, n)]
         others = [n for n in params if n not in norms]
-        head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        head = model.get_classifier()
         head.reset_parameters()
         try:
             for epoch in range(c.epochs):
