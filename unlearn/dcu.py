@@ -111,6 +111,13 @@ def calibrated_targets(logits: torch.Tensor, labels: torch.Tensor, margin: torch
     p_true = torch.exp(-held[q]).clamp(1e-4, 1 - 1e-4)
     if noise is not None:
         p_true = torch.sigmoid(torch.logit(p_true) + noise).clamp(1e-4, 1 - 1e-4)
+    return _distributions(logits, labels, p_true, absent)
+
+
+def _distributions(logits: torch.Tensor, labels: torch.Tensor, p_true: torch.Tensor,
+                   absent: torch.Tensor) -> torch.Tensor:
+    """Targets with ``p_true`` on the label (0 for removed classes) and the original's other-class
+    probabilities, renormalised, for the rest."""
     p_true = torch.where(absent[labels], torch.zeros_like(p_true), p_true)
     others = _without(logits.softmax(1), absent).scatter(1, labels.view(-1, 1), 0.0)
     others = others / others.sum(1, keepdim=True).clamp(min=1e-12)
@@ -119,11 +126,7 @@ def calibrated_targets(logits: torch.Tensor, labels: torch.Tensor, margin: torch
 
 def _targets_at(logits: torch.Tensor, labels: torch.Tensor, phi: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
     """Target distributions whose logit-scaled confidence on the label is ``phi``; the rest as the original's."""
-    p_true = torch.sigmoid(phi).clamp(1e-4, 1 - 1e-4)
-    p_true = torch.where(absent[labels], torch.zeros_like(p_true), p_true)
-    others = _without(logits.softmax(1), absent).scatter(1, labels.view(-1, 1), 0.0)
-    others = others / others.sum(1, keepdim=True).clamp(min=1e-12)
-    return (others * (1 - p_true).unsqueeze(1)).scatter(1, labels.view(-1, 1), p_true.unsqueeze(1))
+    return _distributions(logits, labels, torch.sigmoid(phi).clamp(1e-4, 1 - 1e-4), absent)
 
 
 def _reference_confidence(path: str, ids: torch.Tensor, spread: float, offset: float,

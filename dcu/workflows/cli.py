@@ -822,6 +822,11 @@ def cmd_import(args) -> int:
 
 # --- parser -------------------------------------------------------------------------------------------------
 
+def _add_plot_args(p: argparse.ArgumentParser, what: str = "also write the figures") -> None:
+    p.add_argument("--plots", action="store_true", help=what)
+    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures' format")
+
+
 def _add_schedule_args(p: argparse.ArgumentParser, title: str) -> None:
     group = p.add_argument_group(title)
     group.add_argument("--epochs", type=POSITIVE, default=30)
@@ -891,8 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method setting, e.g. iterations=500")
     p.add_argument("--val-frac", type=FRACTION, default=0.1, help="held-out fraction when no --model gives it")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plots", action="store_true", help="also write a grid of the synthetic images and the loss curve")
-    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
+    _add_plot_args(p, "also write a grid of the synthetic images and the loss curve")
     p.add_argument("--eval-runs", type=NON_NEGATIVE, default=0, metavar="N",
                    help="train N fresh networks on the condensed set and report test accuracy mean ± std")
     p.add_argument("--protocol", default="dc-300ep", help="evaluation protocol: dc-300ep (DC/DSA papers'), dc-1000ep (DM paper's) "
@@ -929,8 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attacks", default="loss_lr", help="comma-separated attack names (dcu list attacks)")
     p.add_argument("--shadows", default=None, help="shadow-model store, for lira and rmia (dcu shadows)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plots", action="store_true", help="also write a bar chart and the ROC curves beside the report")
-    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
+    _add_plot_args(p, "also write a bar chart and the ROC curves beside the report")
     p.add_argument("--out", required=True, help="report.json")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_evaluate)
@@ -954,8 +957,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda or cuda:N")
     _add_forget_args(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plots", action="store_true", help="also write the log-log ROC curve")
-    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
+    _add_plot_args(p, "also write the log-log ROC curve")
     p.add_argument("--out", required=True, help="report.json")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_attack)
@@ -970,8 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=POSITIVE, default=4)
     p.add_argument("--steps", type=POSITIVE, default=300)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plots", action="store_true")
-    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
+    _add_plot_args(p)
     p.add_argument("--out", required=True, help="report.json")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.set_defaults(func=cmd_invert)
@@ -1011,8 +1012,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None, help="the ensemble store folder (default OUT-ensembles beside --out)")
     p.add_argument("--shard", default="0/1", help="build only models k with k %% n == i (default 0/1: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the retain and test samples the store queries")
-    p.add_argument("--plots", action="store_true", help="also write the figure (ε histogram, U-LiRA ROC, KLoM)")
-    p.add_argument("--plot-format", choices=["png", "pdf", "svg"], default="png", help="the figures\' format")
+    _add_plot_args(p, "also write the figure (ε histogram, U-LiRA ROC, KLoM)")
     p.add_argument("--ledger", default=None, help=LEDGER_HELP)
     p.add_argument("--out", required=True, help="scorecard.json")
     p.set_defaults(func=cmd_audit)
