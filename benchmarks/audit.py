@@ -38,9 +38,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def table(card) -> str:
     head = ("| ensemble | models | forgetting score | F | U-LiRA AUC | U-LiRA TPR@1% | KLoM forget / retain / val "
-            "(95th pct) | retain acc | forget acc | test acc | probe on forget | relearn forget | seed spread | ε capped "
-            "| seconds |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "(95th pct) | loss_lr | retain acc | forget acc | test acc | probe on forget | relearn forget | seed spread | "
+            "ε capped | seconds |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     pct = lambda row, key: f"{100 * row[key]:.2f}" if key in row else "—"  # noqa: E731
     for name, row in card["rows"].items():
         kl = " / ".join(f"{row['klom'][s]:.2f}" for s in ("forget", "retain", "val") if s in row["klom"])

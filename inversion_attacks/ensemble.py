@@ -19,6 +19,8 @@ ensemble predicts for the same examples, so a new score needs no training. Each 
   confidences of the *other* unlearned and retrained models, and the target scores log N(φ; unlearned) −
   log N(φ; retrained). AUC and TPR at 1% / 0.1% FPR of "was this model unlearned?" over all (model,
   example) pairs: 0.5 is indistinguishable from retraining.
+* ``loss_lr_per_model`` — the population loss attack (``loss_lr``) on each model of an ensemble, from its
+  stored logits: the number an average-case audit reports, shown beside the per-example verdicts.
 * ``klom`` — KL divergence of margins (Georgiev et al., ICLR 2025; reference RoyRin/data-unlearning-bench
   ``eval.py``): per example, D_KL(unlearned ‖ retrained) between the two ensembles' margins
   z_y − logsumexp_{j≠y} z_j, on 20 shared bins over their joint range (clipped to ±100, 1e-5 floor on the
@@ -38,6 +40,7 @@ import torch
 
 from .base import roc_metrics
 from .lira import scaled_confidence
+from .loss_lr import cross_validated_accuracy
 
 DELTA = 1e-5
 EPSILON_CAP = 50.0
@@ -214,3 +217,16 @@ def klom(unlearned: torch.Tensor, retrained: torch.Tensor, labels: torch.Tensor,
     kl = torch.tensor([binned_kl(u[:, i], r[:, i]) for i in range(u.shape[1])], dtype=torch.float64)
     return EnsembleResult("klom", float(np.percentile(kl.numpy(), percentile)), kl,
                           {"percentile": percentile, "mean": float(kl.mean())})
+
+
+def loss_lr_per_model(forget: torch.Tensor, forget_labels: torch.Tensor, non_members: torch.Tensor,
+                      non_member_labels: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """``loss_lr``'s mean cross-validated accuracy for each model of a bank: forget examples against unseen
+    ones (``(models, examples, classes)`` logits each); 0.5 means the losses do not tell them apart."""
+    out = []
+    for member_logits, other_logits in zip(forget, non_members):
+        member_loss = torch.nn.functional.cross_entropy(member_logits, forget_labels, reduction="none")
+        other_loss = torch.nn.functional.cross_entropy(other_logits, non_member_labels, reduction="none")
+        accs, _ = cross_validated_accuracy(member_loss.numpy(), other_loss.numpy(), seed=seed)
+        out.append(float(accs.mean()))
+    return torch.tensor(out)

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import dcu
+from dcu.train import accuracy
 from dcu.workflows.cli import main
 
 
@@ -39,9 +40,13 @@ def test_the_whole_pipeline_as_documented(workdir):
                    str(w / "forget.txt"), "--reference", str(w / "retrained.pt"), "--out", str(w / "report.json"),
                    "--plots") == 0
     report = json.loads((w / "report.json").read_text())
-    for key in ("retain_acc", "forget_acc", "test_acc"):
-        assert 0.0 <= report[key] <= 1.0 and key in report["gap"]
-    assert 0.0 <= report["mia"]["loss_lr"]["headline"] <= 1.0
+    unlearned, _ = dcu.load_checkpoint(w / "unlearned.pt")
+    retrained, _ = dcu.load_checkpoint(w / "retrained.pt")
+    forget = dcu.data.load("digits").holdout(0.1).train.subset(dcu.forget.parse_ids_file(w / "forget.txt", 1437))
+    assert report["forget_acc"] == pytest.approx(accuracy(unlearned, forget), abs=1e-6)
+    assert report["gap"]["forget_acc"] == pytest.approx(report["forget_acc"] - accuracy(retrained, forget),
+                                                        abs=1e-6)
+    assert report["mia"]["loss_lr"]["n_per_side"] == len(forget)   # forget set against as many unseen images
     assert report["split_sizes"]["forget"] == len(dcu.forget.parse_ids_file(w / "forget.txt", 1437))
     assert report["time"]["online_seconds"] > 0 and report["time"]["rte"] > 0
     assert (w / "report.png").exists()
@@ -136,7 +141,7 @@ def test_shadows_in_shards_then_lira_and_rmia_from_the_cli(workdir, tmp_path, ca
                    "--shadows", str(store), "--forget", str(w / "forget.txt"), "--out", str(out), "--plots") == 0
     report = json.loads(out.read_text())
     lira = report["mia"]["lira"]
-    assert 0 <= lira["auc"] <= 1 and lira["shadows"] == 4 and len(lira["roc"]["fpr"]) == len(lira["roc"]["tpr"])
+    assert lira["auc"] > 0.5 and lira["shadows"] == 4   # the original trained on its forget set: members and len(lira["roc"]["fpr"]) == len(lira["roc"]["tpr"])
     assert (tmp_path / "lira-roc.png").stat().st_size > 1000
     assert dcu_cli("evaluate", "--dataset", "digits", "--model", str(w / "original.pt"), "--attacks",
                    "loss_lr,rmia,svc_efficacy,entropy", "--shadows", str(store), "--forget", str(w / "forget.txt"),
@@ -167,7 +172,7 @@ def test_invert_writes_scores_and_a_figure(workdir, tmp_path, method):
     assert dcu_cli("invert", "--dataset", "digits", "--model", str(model), "--method", method, "--per-class", "1",
                    "--steps", "40", *extra, "--out", str(out), "--plots") == 0
     scores = json.loads(out.read_text())["scores"]
-    assert 0 <= scores["evaluator_accuracy"] <= 1 and scores["nearest_psnr"] > 0
+    assert scores["evaluator_accuracy"] > 0.2 and scores["nearest_psnr"] > 0   # chance is 0.1
     assert (method != "unlearning_inversion") or scores["forget_closeness_gap"] is not None
     assert (tmp_path / "inv.png").stat().st_size > 1000
 

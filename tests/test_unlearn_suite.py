@@ -168,7 +168,7 @@ def test_method_handles_a_class_left_empty(conv_setup, condensed, name):
     result = unlearner.unlearn(original, retain, forget, val=splits.val)
     model = result.model
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert 0.0 <= accuracy(model, forget) <= 1.0
+    assert torch.isfinite(predict(model, forget.images)).all()   # an empty class's mean must not leak a NaN
 
 
 def test_tmu_forgets_a_class_left_without_retain_samples(conv_setup):

@@ -219,7 +219,7 @@ def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta:
 
 def _row(bank: Dict[str, Any], reference: Dict[str, Any], labels: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     """Every score of one ensemble against the reference retrain ensemble (same number of models)."""
-    from inversion_attacks.ensemble import EPSILON_CAP, confidences, forgetting_score, klom, ulira
+    from inversion_attacks.ensemble import EPSILON_CAP, confidences, forgetting_score, klom, loss_lr_per_model, ulira
 
     n = min(len(bank["seeds"]), len(reference["seeds"]))
     take = lambda b, split: b[split][:n]   # noqa: E731
@@ -229,9 +229,13 @@ def _row(bank: Dict[str, Any], reference: Dict[str, Any], labels: Dict[str, torc
     u_lira = ulira(take(bank, "forget"), take(reference, "forget"), labels["forget"])
     kl = {split: klom(take(bank, split), take(reference, split), labels[split])
           for split in ("forget", "retain", "val") if split in labels}
+    same_class = torch.isin(labels["test"], labels["forget"].unique())   # non-members of the forget set's classes
+    loss_lr = loss_lr_per_model(take(bank, "forget"), labels["forget"], take(bank, "test")[:, same_class],
+                                labels["test"][same_class])
     row = {"models": n, "forgetting_score": score.value, **{k: v for k, v in score.extra.items() if k != "models"},
            "ulira": {**u_lira.summary(), "pairs": 2 * n * len(labels["forget"])},
            "klom": {split: result.value for split, result in kl.items()},
+           "loss_lr": float(loss_lr.mean()), "loss_lr_std": float(loss_lr.std()),
            **{k: float(bank[k][:n].mean()) for k in ("retain_acc", "forget_acc", "test_acc", "seconds", *PROBES)
               if k in bank},
            # how much the ensemble's models differ on each forget example (retraining's own spread is the yardstick)
