@@ -145,3 +145,41 @@ def test_memorised_and_subpopulation_forget_sets(noisy_digits, tmp_path):
     assert float(score[torch.isin(ids, high)].min()) > float(score[torch.isin(ids, low)].max())
     group = subpopulation_request(original, noisy_digits, 20, seed=3)
     assert len(group) == 20 and len(set(noisy_digits.train.subset(group).labels.tolist())) == 1
+
+
+def test_dcu_audit_scores_your_own_unlearned_checkpoints(tmp_path, capsys):
+    """Checkpoints a user unlearned elsewhere (here: with `dcu forget`, three seeds) are one more row; the request
+    comes from their ledger, and a checkpoint of another original or another request is refused."""
+    original, other = tmp_path / "original.pt", tmp_path / "other.pt"
+    for path, seed in ((original, "0"), (other, "1")):
+        assert main(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "10", "--seed", seed,
+                     "--out", str(path), "--quiet"]) == 0
+    ids = tmp_path / "forget.txt"
+    forgotten = random_ids(dcu.data.load("digits").holdout(0.1).train.ids, 0.05, 0)
+    ids.write_text("".join(f"{int(i)}\n" for i in forgotten))
+    yours = []
+    for seed in ("1", "2", "3"):
+        yours.append(tmp_path / f"ft{seed}.pt")
+        assert main(["forget", "--dataset", "digits", "--model", str(original), "--ids", str(ids), "--method",
+                     "finetune", "--set", "epochs=1", "--seed", seed, "--out", str(yours[-1]), "--quiet"]) == 0
+    out = tmp_path / "card.json"
+    assert main(["audit", "--dataset", "digits", "--model", str(original), "--unlearned", *map(str, yours),
+                 "--label", "my_ft", "--models", "3", "--out", str(out), "--quiet"]) == 0
+    card = json.loads(out.read_text())
+    assert set(card["rows"]) == {"ceiling (retrain vs retrain)", "my_ft", "original (no unlearning)"}
+    assert card["rows"]["my_ft"]["models"] == 3 and card["forget"] == len(forgotten)
+    assert card["yours"]["checkpoints"] == [str(p) for p in yours]
+    assert card["rows"]["my_ft"]["ulira"]["auc"] > card["rows"]["ceiling (retrain vs retrain)"]["ulira"]["auc"]
+    # another original's checkpoint, another request, another model under the same name: refused
+    assert main(["forget", "--dataset", "digits", "--model", str(other), "--ids", str(ids), "--method", "finetune",
+                 "--set", "epochs=1", "--out", str(tmp_path / "foreign.pt"), "--quiet"]) == 0
+    assert main(["audit", "--dataset", "digits", "--model", str(original), "--unlearned", str(tmp_path / "foreign.pt"),
+                 "--out", str(tmp_path / "x.json"), "--quiet"]) == 2
+    assert "not from --model" in capsys.readouterr().err
+    assert main(["audit", "--dataset", "digits", "--model", str(original), "--unlearned", str(yours[0]),
+                 "--forget-frac", "0.05", "--forget-seed", "3", "--out", str(tmp_path / "y.json"), "--quiet"]) == 2
+    assert "not the" in capsys.readouterr().err
+    assert main(["audit", "--dataset", "digits", "--model", str(original), "--unlearned", str(yours[1]), *map(str, yours[1:]),
+                 "--label", "my_ft", "--models", "3", "--store", str(tmp_path / "card-ensembles"), "--out", str(tmp_path / "z.json"),
+                 "--quiet"]) == 2
+    assert "already holds another model" in capsys.readouterr().err

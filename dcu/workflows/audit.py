@@ -96,9 +96,13 @@ class EnsembleStore:
         """The seeds of the models of one ensemble that are in the store."""
         return sorted(int(p.stem.rsplit("-", 1)[1]) for p in self.path.glob(f"{kind}-{method}-*.pt"))
 
-    def add(self, kind: str, method: str, seed: int, model: nn.Module, splits: DatasetSplits, seconds: float) -> None:
+    def add(self, kind: str, method: str, seed: int, model: nn.Module, splits: DatasetSplits, seconds: float, *,
+            source: Optional[str] = None) -> None:
+        """Store one model's logits, accuracies and probes; ``source`` is the hash of the checkpoint it came from,
+        for a model the store did not train itself (a user's own unlearned model)."""
         sets = self.query_sets(splits)
-        record = {"format": "dcu-ensemble-member", "kind": kind, "method": method, "seed": seed, "seconds": seconds}
+        record = {"format": "dcu-ensemble-member", "kind": kind, "method": method, "seed": seed, "seconds": seconds,
+                  "source": source}
         for name, data in sets.items():
             record[f"logits_{name}"] = predict(model, data.images).half()
         record.update({f"{name}_acc": accuracy(model, sets[name]) for name in ("retain", "forget", "test")})
@@ -133,6 +137,26 @@ class EnsembleStore:
             if all(key in r for r in records):   # probes: members stored before they existed lack them
                 out[key] = torch.tensor([float(r[key]) for r in records])
         return out
+
+
+def add_checkpoints(store: EnsembleStore, splits: DatasetSplits, label: str, checkpoints: List[Tuple[str, nn.Module, Dict[str, Any]]], *,
+                    shard: Tuple[int, int] = (0, 1)) -> None:
+    """A user's own unlearned models as the ensemble ``label`` (model k from ``checkpoints[k]``: path, model,
+    meta), for the models of this shard that the store lacks. A store that already holds another checkpoint
+    under the same name is refused rather than mixed."""
+    part, parts = shard
+    for k, (path, model, meta) in enumerate(checkpoints):
+        if k % parts != part:
+            continue
+        file = store.file("unlearn", label, k)
+        if file.exists():
+            held = safe_load(file, what="dcu ensemble member").get("source")
+            if held != meta.get("hash"):
+                raise ArtifactError(f"{store.path} already holds another model as '{label}' number {k} (not {path}); "
+                                    "pass another --label or --store.")
+            continue
+        store.add("unlearn", label, k, model, splits, float(meta.get("times", {}).get("online_seconds") or 0.0),
+                  source=meta.get("hash"))
 
 
 def probes(model: nn.Module, splits: DatasetSplits, forget, retain, *, seed: int = 0, relearn_size: int = 32,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -666,22 +667,54 @@ def cmd_demo(args) -> int:
 LEDGER_HELP = "the model's request ledger (default MODEL.ledger.json beside --model)"
 
 
+def _unlearned_checkpoint(args, path: str, original_meta: Dict[str, Any], splits):
+    """(path, model, meta, forgotten ids or None) of a user's unlearned checkpoint, checked to come from the
+    audited original: same architecture and, where the checkpoint records it, that original as its parent."""
+    from ..checkpoint import load_checkpoint
+    from ..ledger import read_ledger
+
+    model, meta = load_checkpoint(path)
+    if (meta.get("arch"), meta.get("arch_args")) != (original_meta.get("arch"), original_meta.get("arch_args")):
+        raise ValueError(f"{path} is a {meta.get('arch')} {meta.get('arch_args')}, but --model {args.model} is a "
+                         f"{original_meta.get('arch')} {original_meta.get('arch_args')}.")
+    if meta.get("parent_hash") is None:
+        log.warning("Warning: %s records no parent model; it is audited as if unlearned from %s.", path, args.model)
+        return path, model, meta, None
+    if meta["parent_hash"] != original_meta.get("hash"):
+        raise ValueError(f"{path} was unlearned from model {clip(meta['parent_hash'], 20)}, not from --model "
+                         f"{args.model} ({clip(original_meta.get('hash'), 20)}); audit it against its own original.")
+    return path, model, meta, torch.sort(read_ledger(meta, path, splits.num_ids).forgotten).values
+
+
 def cmd_audit(args) -> int:
     """Build what is missing of the ensembles for this shard, then (once the store is complete) score them."""
     from unlearn import get_unlearner
 
-    from ..forget import resolve
+    from ..forget import ForgetRequestError, resolve
     from ..io import atomic_write_json
     from ..presets import method_settings
-    from .audit import EnsembleStore, fill, scorecard, shared_condensed
+    from .audit import EnsembleStore, add_checkpoints, fill, scorecard, shared_condensed
     from .evaluate import provenance
 
     model, meta, splits, requests = _load_model(args, ledger=args.ledger)
     if len(requests.forgotten):
         raise ValueError(f"{args.model} already answered forget requests; audit from the original it came from.")
     part, parts = parse_shard(args.shard)
-    forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class, seed=args.forget_seed)
-    methods = [m for m in args.methods.split(",") if m and m != "retrain"]
+    yours = [_unlearned_checkpoint(args, path, meta, splits) for path in args.unlearned or []]
+    if yours and args.ids is None and args.forget_frac is None and args.forget_class is None:
+        forget_ids = yours[0][3]   # the request the checkpoints answered, from their ledger
+    else:
+        forget_ids = resolve(splits, ids_file=args.ids, frac=args.forget_frac, cls=args.forget_class,
+                             seed=args.forget_seed)
+    for path, _, _, answered in yours:
+        if answered is not None and not torch.equal(answered, forget_ids):
+            raise ForgetRequestError(f"{path} forgot {len(answered)} ids, not the {len(forget_ids)} of this audit's "
+                                     "request; audit it with the request it answered (its ledger holds the ids).")
+    methods = [m for m in (args.methods or ("" if yours else "dcu,finetune")).split(",") if m and m != "retrain"]
+    if yours and (args.label in methods or not re.fullmatch(r"[A-Za-z0-9_.@-]+", args.label)):
+        raise ValueError(f"--label '{clip(args.label, 40)}' must be a plain name (letters, digits, _ . @ -) that is "
+                         "not also in --methods.")
+    args.models = max(args.models, len(yours))
     out = Path(args.out)
     store_dir = Path(args.store) if args.store else out.with_name(out.stem + "-ensembles")
     figure = out.with_suffix(f".{args.plot_format}")
@@ -693,21 +726,24 @@ def cmd_audit(args) -> int:
         condensed.check_fits(splits, args.condensed)
     with _writing({"--out": out, "the store's manifest": store_dir / "manifest.json",
                    **({"the figure": figure} if args.plots else {})},
-                  {**_model_inputs(args), "--condensed": args.condensed, "--ids": args.ids}):
+                  {**_model_inputs(args), "--condensed": args.condensed, "--ids": args.ids,
+                   **{f"--unlearned {path}": path for path in args.unlearned or []}}):
         store = EnsembleStore.create(store_dir, splits, meta, forget_ids, seed=args.seed)
         if condensed is None and any(get_unlearner(m).requires_condensed for m in methods):
             condensed = shared_condensed(store_dir / "condensed.pt", splits, model, meta, ipc=args.ipc, seed=args.seed)
         fill(store, splits, model, meta, methods=methods, models=args.models, retrains=2 * args.models,
              originals=args.originals, condensed=condensed, settings=method_settings(args.set), shard=(part, parts))
-        missing = [m for m in ["retrain"] + methods
-                   if len(store.seeds("retrain" if m == "retrain" else "unlearn", m)) <
-                   (2 if m == "retrain" else 1) * args.models]
+        add_checkpoints(store, splits, args.label, [(path, m, mt) for path, m, mt, _ in yours], shard=(part, parts))
+        needed = {"retrain": 2 * args.models, **{m: args.models for m in methods}, **({args.label: len(yours)} if yours else {})}
+        missing = [m for m, count in needed.items()
+                   if len(store.seeds("retrain" if m == "retrain" else "unlearn", m)) < count]
         if missing:
             log.info("Shard %d/%d done; the store %s still lacks models of %s (other shards).", part, parts, store_dir,
                      ", ".join(missing))
             return 0
-        card = {**provenance(), **scorecard(store, splits, methods=methods),
-                "settings": method_settings(args.set), "forget_request": {"count": len(forget_ids)}}
+        card = {**provenance(), **scorecard(store, splits, methods=methods + ([args.label] if yours else [])),
+                "settings": method_settings(args.set), "forget_request": {"count": len(forget_ids)},
+                **({"yours": {"label": args.label, "checkpoints": [str(path) for path, *_ in yours]}} if yours else {})}
         atomic_write_json(_with_provenance(card), out)
         if args.plots:
             from ..plots import audit_figure, dataset_label
@@ -1000,7 +1036,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--model", required=True, help="the original model the methods unlearn from")
     _add_forget_args(p)
-    p.add_argument("--methods", default="dcu,finetune", help="comma-separated unlearning methods to audit")
+    p.add_argument("--methods", default=None, help="comma-separated unlearning methods to audit (default: dcu,finetune; "
+                                                   "none with --unlearned)")
+    p.add_argument("--unlearned", nargs="+", metavar="FILE", default=None,
+                   help="your own unlearned checkpoints of --model, one per seed of your method: audited as one more "
+                        "row (their ledger gives the request when none is given)")
+    p.add_argument("--label", default="yours", help="the row name of --unlearned")
     p.add_argument("--models", type=_number(int, 2), default=8, help="models per ensemble (retrain gets twice as many: "
                                                                     "two halves give the ceiling)")
     p.add_argument("--originals", type=NON_NEGATIVE, default=0,
