@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from condense import CondensedSet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,3 +173,20 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     rows = result["rows"]
     assert rows["ceiling (retrain vs retrain)"]["forgetting_quality"] > rows["original (no unlearning)"]["forgetting_quality"]
     assert (tmp_path / "audit-seed0.md").exists() and (tmp_path / "audit-seed0.png").exists()
+
+
+def test_retrain_schedule_finds_the_fastest_schedule_then_times_against_it(tmp_path):
+    out = tmp_path / "schedule.json"
+    base = [sys.executable, str(ROOT / "benchmarks" / "retrain_schedule.py"), "--preset", "smoke", "--work-dir",
+            str(tmp_path / "work"), "--out", str(out), "--quiet"]
+    subprocess.run(base + ["--seeds", "0,1", "--epochs", "2,10"], check=True, timeout=600, cwd=tmp_path)
+    accuracy = json.loads(out.read_text())["accuracy"]
+    assert sorted({r["epochs"] for r in accuracy["rows"]}) == [2, 10, 30] and len(accuracy["rows"]) == 6
+    mean = lambda e: sum(r["val_acc"] for r in accuracy["rows"] if r["epochs"] == e) / 2   # noqa: E731
+    assert mean(accuracy["fastest_epochs"]) >= mean(30) - accuracy["tolerance"]
+    assert all(mean(e) < mean(30) - accuracy["tolerance"] for e in (2, 10) if e < accuracy["fastest_epochs"])
+    subprocess.run(base + ["--seeds", "0", "--time", "--methods", "dcu"], check=True, timeout=600, cwd=tmp_path)
+    timing = json.loads(out.read_text())["timing"]
+    short = str(accuracy["fastest_epochs"])
+    assert timing["methods"]["dcu"]["rte_fastest_schedule"] == pytest.approx(
+        timing["retrain_seconds"][short] / timing["methods"]["dcu"]["online_seconds"])
