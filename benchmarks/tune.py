@@ -72,6 +72,9 @@ def main(argv=None) -> int:
     parser.add_argument("--forget-bound", type=float, default=None,
                         help="choose among trials with at most this forget gap (default: 0.02 for --scenario class, "
                              "none for random)")
+    parser.add_argument("--grid", default=None, metavar="FILE",
+                        help="JSON {method: {setting: [values]}}: try every combination instead of searching "
+                             "(a hand sweep, scored like a search; written to tune-...-grid.json)")
     parser.add_argument("--write-defaults", action="store_true",
                         help="ship each chosen setting in dcu/tuned/<preset>.json")
     parser.add_argument("--tuned-dir", default=str(TUNED), help=argparse.SUPPRESS)   # tests write elsewhere
@@ -87,11 +90,14 @@ def main(argv=None) -> int:
                                                       frac=preset.get("forget_frac", 0.1)))).values
     train_cfg = TrainConfig(**meta["train_config"])
     reference = None
+    grids = json.loads(Path(args.grid).read_text()) if args.grid else {}
     for method in args.methods.split(","):
-        suffix = "" if args.scenario == "random" else f"-{args.scenario}"
+        if args.grid and method not in grids:
+            parser.error(f"{args.grid} has no grid for '{method}'")
+        suffix = ("" if args.scenario == "random" else f"-{args.scenario}") + ("-grid" if args.grid else "")
         out = Path(args.out_dir) / f"tune-{args.preset}-{method}{suffix}.json"
         resume = json.loads(out.read_text()) if out.exists() else None
-        if resume is not None and resume.get("finished") and len(resume["trials"]) >= args.trials:
+        if resume is not None and resume.get("finished") and (args.grid or len(resume["trials"]) >= args.trials):
             result = resume
             if result["best"].get("forget_bound") != bound or "rule" not in result["best"]:
                 result["best"] = choose(result, bound)   # a stored search, chosen by this run's rule
@@ -111,7 +117,7 @@ def main(argv=None) -> int:
 
             result = tune(method, original, splits, forget_ids, train_config=train_cfg, trials=args.trials,
                           seed=args.seed, reference=reference, resume=resume if resume and resume.get("trials") else None,
-                          on_trial=write, forget_bound=bound)
+                          on_trial=write, forget_bound=bound, grid=grids.get(method))
             write(result, finished=True)
         best = result["best"]
         print(f"{method}: {best['settings']} (objective sum {best['sum']:.4f})", flush=True)

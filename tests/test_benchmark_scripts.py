@@ -159,6 +159,16 @@ def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path)
                    check=True, timeout=600, cwd=tmp_path)
     entry = json.loads((tuned / "smoke.json").read_text())["methods"]["influence"]
     assert entry["settings"] == {} and "alpha" in entry["scenarios"]["class"]["settings"]
+    # a hand sweep: every combination of a grid once, chosen by the same held-out rule
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"gradient_ascent": {"epochs": [1, 2], "lr": [0.002, 0.02]}}))
+    subprocess.run(base + ["--grid", str(grid), "--write-defaults"], check=True, timeout=600, cwd=tmp_path)
+    sweep = json.loads((tmp_path / "tune-smoke-gradient_ascent-grid.json").read_text())
+    assert sorted((t["settings"]["epochs"], t["settings"]["lr"]) for t in sweep["trials"]) == [
+        (1, 0.002), (1, 0.02), (2, 0.002), (2, 0.02)]
+    assert all("val_acc" in t and "test_acc" not in t for t in sweep["trials"])   # held-out images only
+    entry = json.loads((tuned / "smoke.json").read_text())["methods"]["gradient_ascent"]
+    assert entry["settings"] == sweep["best"]["settings"] and "-grid.json" in entry["source"]
 
 
 def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):

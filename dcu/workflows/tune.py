@@ -14,6 +14,8 @@ is near 1 for every setting that forgets), and the plain sum prefers settings th
 """
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -61,10 +63,13 @@ def objectives(row: Dict[str, Any], reference: Dict[str, Any]) -> List[float]:
 def tune(method: str, original: nn.Module, splits: DatasetSplits, forget_ids: torch.Tensor, *,
          train_config: TrainConfig, trials: int = 20, seed: int = 0, fixed: Optional[Dict[str, Any]] = None,
          reference: Optional[nn.Module] = None, condensed=None, resume: Optional[Dict[str, Any]] = None,
-         on_trial: Optional[Callable[[Dict[str, Any]], None]] = None, forget_bound: Optional[float] = None
-         ) -> Dict[str, Any]:
+         on_trial: Optional[Callable[[Dict[str, Any]], None]] = None, forget_bound: Optional[float] = None,
+         grid: Optional[Dict[str, List[Any]]] = None) -> Dict[str, Any]:
     """Search ``method``'s ``search_space`` for ``trials`` trials; returns every trial, the Pareto front and the
     chosen settings. ``reference`` is the model retrained on the retain set (trained here when omitted).
+
+    With ``grid`` (setting -> values) every combination is tried once instead (``trials`` is ignored), and the
+    same rule chooses among them: a hand sweep, scored on held-out training images like any search.
 
     ``resume`` is the partial result of a stopped search with the same settings (what ``on_trial`` was given):
     its trials are replayed into the sampler, which draws exactly the settings it drew before, so the
@@ -81,9 +86,12 @@ def tune(method: str, original: nn.Module, splits: DatasetSplits, forget_ids: to
     fixed = dict(fixed or {})
     method_val, objective_val = split_validation(splits.val, seed)
     forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
-    space = {k: v for k, v in get_unlearner(method).search_space.items() if k not in fixed}
+    space = {k: v for k, v in (grid or get_unlearner(method).search_space).items() if k not in fixed}
     if not space:
         raise ValueError(f"Unlearning method '{method}' has no search space to tune.")
+    if grid:
+        space = {k: list(v) for k, v in space.items()}
+        trials = math.prod(len(v) for v in space.values())
 
     def measure(model):
         return model_metrics(model, retain, forget, objective_val, attacks=("loss_lr",), seed=seed)
@@ -108,6 +116,8 @@ def tune(method: str, original: nn.Module, splits: DatasetSplits, forget_ids: to
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["minimize"] * len(OBJECTIVES),
                                 sampler=optuna.samplers.TPESampler(seed=seed))
+    for combination in itertools.product(*space.values()) if grid else ():   # the grid, in order, once each
+        study.enqueue_trial(dict(zip(space, combination)))
     for number in range(trials):
         trial = study.ask()
         settings = {**fixed, **suggest(trial, space)}
