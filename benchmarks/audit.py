@@ -73,12 +73,18 @@ def main(argv=None) -> int:
     parser.add_argument("--store", default=None)
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/audit-<preset>-<scenario>.json)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="recompute the rows of --seed's stored entry from its store's logits (new scores, no "
+                             "training), keeping its command and settings")
     parser.add_argument("--quiet", action="store_true")
     add_threads_argument(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     set_quiet(args.quiet)
     part, parts = parse_shard(args.shard)
+    out = Path(args.out) if args.out else RESULTS / f"audit-{args.preset}-{args.scenario}.json"
+    if args.rescore:
+        return rescore(out, args.seed, args.data_root)
 
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     if args.scenario == "memorised":
@@ -116,18 +122,35 @@ def main(argv=None) -> int:
              "seed_role": role, "settings": settings, "original_train_seconds": meta["times"]["online_seconds"],
              "condensed": {"images": len(condensed), "offline_seconds": condensed.timings["condense_seconds"]}
              if condensed is not None else None, **card}
-    out = Path(args.out) if args.out else RESULTS / f"audit-{args.preset}-{args.scenario}.json"
-    runs = json.loads(out.read_text())["runs"] if out.exists() else {}
-    runs[str(args.seed)] = entry
-    atomic_write_json({"benchmark": "audit", "runs": runs}, out)
-    text = f"## {args.preset}, {args.scenario}, seed {args.seed} ({role})\n\n{table(card)}"
-    atomic_write_text(text + "\n", out.with_name(out.stem + f"-seed{args.seed}.md"))
+    write_entry(out, entry)
+    return 0
+
+
+def write_entry(out: Path, entry) -> None:
+    """One seed's entry into the scorecard file (re-read just before writing: shards of other seeds may have
+    written theirs meanwhile), with its table and figure beside it."""
     from dcu.plots import audit_figure
 
-    audit_figure(card, out.with_name(out.stem + f"-seed{args.seed}.png"),
-                 title=f"{args.preset}, {args.scenario}, seed {args.seed}: {len(forget_ids)} forget examples, "
-                       f"{card['models_per_ensemble']} models per ensemble")
+    runs = json.loads(out.read_text())["runs"] if out.exists() else {}
+    runs[str(entry["seed"])] = entry
+    atomic_write_json({"benchmark": "audit", "runs": runs}, out)
+    text = f"## {entry['preset']}, {entry['scenario']}, seed {entry['seed']} ({entry['seed_role']})\n\n{table(entry)}"
+    atomic_write_text(text + "\n", out.with_name(out.stem + f"-seed{entry['seed']}.md"))
+    audit_figure(entry, out.with_name(out.stem + f"-seed{entry['seed']}.png"),
+                 title=f"{entry['preset']}, {entry['scenario']}, seed {entry['seed']}: {entry['forget']} forget "
+                       f"examples, {entry['models_per_ensemble']} models per ensemble")
     print(text, flush=True)
+
+
+def rescore(out: Path, seed: int, data_root) -> int:
+    from dcu.workflows.pipeline import prepare_splits
+
+    entry = json.loads(out.read_text())["runs"][str(seed)]
+    splits = prepare_splits(entry["config"], data_root)
+    references = {"ceiling (retrain vs retrain)", "original (no unlearning)", "originals, other training seeds"}
+    methods = [name for name in entry["rows"] if name not in references]
+    entry.update(scorecard(EnsembleStore(entry["store"]), splits, methods=methods))
+    write_entry(out, entry)
     return 0
 
 

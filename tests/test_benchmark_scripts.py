@@ -183,6 +183,17 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     rows = result["rows"]
     assert rows["ceiling (retrain vs retrain)"]["forgetting_quality"] > rows["original (no unlearning)"]["forgetting_quality"]
     assert (tmp_path / "audit-seed0.md").exists() and (tmp_path / "audit-seed0.png").exists()
+    # a score added later: --rescore recomputes the rows from the stored logits, the rest of the entry kept
+    stored = json.loads(out.read_text())
+    del stored["runs"]["0"]["rows"]["finetune"]["loss_lr"]
+    stored["runs"]["0"]["settings"] = {"finetune": {"marker": 1}}
+    out.write_text(json.dumps(stored))
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
+                    "--rescore", "--out", str(out), "--quiet"], check=True, timeout=300)
+    again = json.loads(out.read_text())["runs"]["0"]
+    assert again["rows"]["finetune"]["loss_lr"] == rows["finetune"]["loss_lr"]
+    assert again["rows"]["finetune"]["epsilons"] == rows["finetune"]["epsilons"]
+    assert again["settings"] == {"finetune": {"marker": 1}}
 
 
 def test_retrain_schedule_finds_the_fastest_schedule_then_times_against_it(tmp_path):
