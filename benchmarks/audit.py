@@ -20,7 +20,7 @@ import torch
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.presets import method_settings, parse_shard
+from dcu.presets import method_settings, parse_shard, seed_role
 from dcu.progress import set_quiet
 from dcu.workflows.audit import (
     EnsembleStore,
@@ -115,9 +115,7 @@ def main(argv=None) -> int:
         print(f"shard {args.shard} done; {store_path} waits for the other shards", flush=True)
         return 0
     card = scorecard(store, splits, methods=methods)
-    seeds = preset.get("seeds", {})
-    role = ("evaluation" if args.seed in seeds.get("evaluation", []) else
-            "development" if args.seed in seeds.get("development", []) else "unassigned")
+    role = seed_role(preset, args.seed)
     entry = {**provenance(), "preset": args.preset, "config": preset, "scenario": args.scenario, "seed": args.seed,
              "seed_role": role, "settings": settings, "original_train_seconds": meta["times"]["online_seconds"],
              "condensed": {"images": len(condensed), "offline_seconds": condensed.timings["condense_seconds"]}

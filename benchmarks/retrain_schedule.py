@@ -30,7 +30,7 @@ from pathlib import Path
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json
-from dcu.presets import method_settings
+from dcu.presets import check_development_seed, method_settings
 from dcu.progress import progress, quiet, set_quiet
 from dcu.train import TrainConfig, accuracy
 from dcu.workflows.audit import shared_condensed
@@ -87,9 +87,10 @@ def main(argv=None) -> int:
         rows = []
         for seed in seeds:
             preset, splits, original, meta = preset_original(args.preset, args.data_root, seed, args.work_dir)
-            evaluation = preset.get("seeds", {}).get("evaluation", [])
-            if seed in evaluation:
-                parser.error(f"seed {seed} is an evaluation seed of {args.preset}; choose schedules on development seeds")
+            try:
+                check_development_seed(preset, seed, "the schedule study")
+            except ValueError as exc:
+                parser.error(str(exc))
             train_cfg, preset_epochs = TrainConfig(**meta["train_config"]), meta["train_config"]["epochs"]
             forget_ids = forget_requests(splits, "random", seed, frac=preset.get("forget_frac", 0.1))[0]
             for epochs in progress(sorted({*schedules, preset_epochs}), desc=f"seed {seed}", unit="schedule"):

@@ -23,7 +23,7 @@ import torch
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json
-from dcu.presets import TUNED
+from dcu.presets import TUNED, check_development_seed, get_preset
 from dcu.progress import set_quiet
 from dcu.train import TrainConfig
 from dcu.workflows.evaluate import provenance
@@ -85,6 +85,10 @@ def main(argv=None) -> int:
     set_quiet(args.quiet)
 
     bound = args.forget_bound if args.forget_bound is not None else (0.02 if args.scenario == "class" else None)
+    try:
+        check_development_seed(get_preset(args.preset), args.seed, "tuning")
+    except ValueError as exc:
+        parser.error(str(exc))
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     forget_ids = torch.sort(torch.cat(forget_requests(splits, args.scenario, args.seed,
                                                       frac=preset.get("forget_frac", 0.1)))).values

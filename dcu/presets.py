@@ -11,8 +11,11 @@ TUNED = Path(__file__).resolve().parent / "tuned"
 # ConvNet-64 with instance norm, 30 epochs of SGD with one-cycle lr 0.05, flip + 4-pixel crop
 _CIFAR_CPU_TRAIN = {"epochs": 30, "batch_size": 128, "lr": 0.05, "schedule": "onecycle", "weight_decay": 5e-4,
                     "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4}
+# Every preset names its seeds: development seeds for any choice of settings (by hand or by search),
+# evaluation seeds for the tables, run once at the end.
+SEEDS = {"development": [0, 1, 2], "evaluation": [100, 101, 102]}
 _CIFAR_CPU = {"dataset": "cifar10", "model": "convnet", "model_args": {"width": 64}, "train": _CIFAR_CPU_TRAIN,
-              "forget_frac": 0.1, "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}}}
+              "forget_frac": 0.1, "seeds": SEEDS, "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}}}
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     "smoke": {
@@ -24,6 +27,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   "augment": False},
         "condense": {"method": "fdm", "ipc": 10},
         "forget_frac": 0.1,
+        "seeds": SEEDS,
         "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
     },
     # 10,000-image balanced subset of CIFAR-10 train, 500 held-out train images per class as validation (a
@@ -43,7 +47,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                   "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
         "condense": {"method": "fdm", "ipc": 50},
         "forget_frac": 0.1,
-        "seeds": {"development": [0, 1, 2], "evaluation": [100, 101, 102]},
+        "seeds": SEEDS,
         "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
     },
     "cifar10-resnet18": {
@@ -54,9 +58,24 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "train": {"epochs": 182, "batch_size": 256, "lr": 0.1, "schedule": "cosine", "weight_decay": 5e-4,
                   "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
         "condense": {"method": "fdm", "ipc": 100},
+        "seeds": SEEDS,
         "unlearn": {"finetune": {"epochs": 10, "lr": 0.01}, "dcu": {}},
     },
 }
+
+
+def seed_role(preset: Dict[str, Any], seed: int) -> str:
+    """"development", "evaluation" or "unassigned": what a seed of this preset may be used for."""
+    seeds = preset.get("seeds", {})
+    return ("evaluation" if seed in seeds.get("evaluation", []) else
+            "development" if seed in seeds.get("development", []) else "unassigned")
+
+
+def check_development_seed(preset: Dict[str, Any], seed: int, what: str) -> None:
+    """Refuse an evaluation seed where settings are chosen: the tables' seeds must be unseen until the end."""
+    if seed_role(preset, seed) == "evaluation":
+        raise ValueError(f"Seed {seed} is an evaluation seed of this preset; {what} chooses settings, so run it on a "
+                         f"development seed ({', '.join(map(str, preset['seeds']['development']))}).")
 
 
 def tuned_settings(name: str, scenario: str = "random") -> Dict[str, Dict[str, Any]]:

@@ -179,7 +179,7 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())["runs"]["0"]
-    assert result["preset"] == "smoke" and result["seed_role"] == "unassigned" and result["versions"]["torch"]
+    assert result["preset"] == "smoke" and result["seed_role"] == "development" and result["versions"]["torch"]
     rows = result["rows"]
     assert rows["ceiling (retrain vs retrain)"]["forgetting_quality"] > rows["original (no unlearning)"]["forgetting_quality"]
     assert (tmp_path / "audit-seed0.md").exists() and (tmp_path / "audit-seed0.png").exists()
@@ -211,3 +211,11 @@ def test_retrain_schedule_finds_the_fastest_schedule_then_times_against_it(tmp_p
     short = str(accuracy["fastest_epochs"])
     assert timing["methods"]["dcu"]["rte_fastest_schedule"] == pytest.approx(
         timing["retrain_seconds"][short] / timing["methods"]["dcu"]["online_seconds"])
+
+
+def test_tuning_refuses_an_evaluation_seed(tmp_path):
+    """Settings are chosen on development seeds: the tables' seeds stay unseen until the end."""
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tune.py"), "--preset", "smoke", "--methods",
+                          "gradient_ascent", "--seed", "100", "--work-dir", str(tmp_path), "--out-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "evaluation seed" in run.stderr and not list(tmp_path.glob("*.json"))

@@ -20,7 +20,7 @@ from ..data import DatasetSplits, load
 from ..forget import random_ids
 from ..io import ids_hash
 from ..models import create_model
-from ..presets import get_preset
+from ..presets import get_preset, seed_role
 from ..train import TrainConfig, model_device, train
 from .evaluate import gaps, machine, model_metrics, same_classes
 
@@ -131,7 +131,8 @@ def compare(
     if scenario == "class":
         test = splits.test.subset(splits.test.ids[splits.test.labels != int(forget.labels[0])])
     result: Dict[str, Any] = {
-        "preset": preset_name, "seed": seed, "scenario": scenario, "requests": len(requests),
+        "preset": preset_name, "seed": seed, "seed_role": seed_role(preset, seed), "scenario": scenario,
+        "requests": len(requests),
         "machine": machine(), "dataset": splits.name,
         "split_sizes": {"train": len(splits.train), "retain": len(retain), "forget": len(forget),
                         "val": len(splits.val) if splits.val is not None else 0, "test": len(test)},
