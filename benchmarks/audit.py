@@ -114,6 +114,10 @@ def main(argv=None) -> int:
             len(store.seeds("unlearn", m)) < args.models for m in methods):
         print(f"shard {args.shard} done; {store_path} waits for the other shards", flush=True)
         return 0
+    earlier = json.loads(out.read_text())["runs"].get(str(args.seed)) if out.exists() else None
+    if earlier is not None and Path(earlier["store"]) == store_path:   # rows added before stay in the entry
+        kept = [m for m in earlier["settings"] if m not in methods and store.seeds("unlearn", m)]
+        methods, settings = kept + methods, {**{m: earlier["settings"][m] for m in kept}, **settings}
     card = scorecard(store, splits, methods=methods)
     role = seed_role(preset, args.seed)
     entry = {**provenance(), "preset": args.preset, "config": preset, "scenario": args.scenario, "seed": args.seed,

@@ -333,5 +333,11 @@ def accuracy(model: nn.Module, data: ImageSet) -> float:
     return (predict(model, data.images).argmax(1) == data.labels).float().mean().item()
 
 
+def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p_y - log(1 - p_y) from logits (..., N, classes) and labels (N,), computed stably."""
+    index = labels.view(-1, 1).expand(*logits.shape[:-1], 1)
+    return logits.gather(-1, index).squeeze(-1) - logits.scatter(-1, index, float("-inf")).logsumexp(-1)
+
+
 def per_sample_loss(model: nn.Module, data: ImageSet) -> torch.Tensor:
     return F.cross_entropy(predict(model, data.images), data.labels, reduction="none")

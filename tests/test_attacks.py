@@ -156,8 +156,8 @@ def test_dcu_reference_targets_follow_each_images_out_behaviour(shadow_setup, tm
 
     import condense
     import unlearn
-    from dcu.train import predict
-    from dcu.workflows.reference import logit_confidence, reference_behaviour, write_reference
+    from dcu.train import logit_confidence, predict
+    from dcu.workflows.reference import reference_behaviour, write_reference
     from inversion_attacks.shadow import ShadowStore
 
     splits, original, _, forget, path = shadow_setup
@@ -186,3 +186,22 @@ def test_dcu_reference_targets_follow_each_images_out_behaviour(shadow_setup, tm
     with pytest.raises(ValueError, match=f"no reference for id {int(forget.ids[0])}"):
         unlearn.get_unlearner("dcu", train_config=cfg, reference=str(file)).unlearn(
             original, retain, forget, condensed=cset, val=splits.val)
+
+
+def test_reference_targets_follow_a_line_fitted_on_held_out_images(tmp_path):
+    """reference_fit: the shadows' means mapped by the least-squares line to the original's held-out level."""
+    from dcu.workflows.reference import write_reference
+    from unlearn.dcu import _reference_confidence
+
+    ids = torch.arange(10)
+    mean = torch.linspace(-2, 2, 10)
+    write_reference({"format": "dcu-reference", "ids": ids, "out_mean": mean, "out_std": torch.ones(10),
+                     "offset": 0.3}, tmp_path / "ref.pt")
+    gen = torch.Generator().manual_seed(0)
+    held = (ids[5:], 2 * mean[5:] + 1)                                   # the original: twice as sure, plus one
+    fitted = _reference_confidence(str(tmp_path / "ref.pt"), ids[:5], 0.0, 1.0, gen, held)
+    assert torch.allclose(fitted, 2 * mean[:5] + 1, atol=1e-5)
+    half = _reference_confidence(str(tmp_path / "ref.pt"), ids[:5], 0.0, 0.5, gen, held)
+    assert torch.allclose(half, (mean[:5] + 2 * mean[:5] + 1) / 2, atol=1e-5)
+    shifted = _reference_confidence(str(tmp_path / "ref.pt"), ids[:5], 0.0, 1.0, gen)   # the file's mean offset
+    assert torch.allclose(shifted, mean[:5] + 0.3)

@@ -194,6 +194,13 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     assert again["rows"]["finetune"]["loss_lr"] == rows["finetune"]["loss_lr"]
     assert again["rows"]["finetune"]["epsilons"] == rows["finetune"]["epsilons"]
     assert again["settings"] == {"finetune": {"marker": 1}}
+    # a method added later is built alone and joins the seed's rows
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
+                    "--models", "3", "--methods", "gradient_ascent", "--store", str(tmp_path / "store"), "--work-dir",
+                    str(tmp_path / "work"), "--out", str(out), "--quiet", "--threads", "1"], check=True, timeout=300)
+    joined = json.loads(out.read_text())["runs"]["0"]
+    assert {"finetune", "gradient_ascent"} <= set(joined["rows"]) and set(joined["settings"]) == {"finetune",
+                                                                                                   "gradient_ascent"}
 
 
 def test_retrain_schedule_finds_the_fastest_schedule_then_times_against_it(tmp_path):

@@ -51,7 +51,7 @@ from dcu.data import ImageSet
 from dcu.io import ArtifactError, safe_load
 from dcu.models import num_classes as count_classes
 from dcu.models import split_model
-from dcu.train import TrainConfig, augment_batch, model_device, on_device, predict, train
+from dcu.train import TrainConfig, augment_batch, logit_confidence, model_device, on_device, predict, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
 from .common import classes_without_retain
@@ -76,6 +76,7 @@ class DCUConfig(UnlearnConfig):
     reference: str = ""            # per-example OUT behaviour (dcu.workflows.reference): targets drawn from it
     reference_spread: float = 1.0  # scale of the reference's per-example spread in the drawn targets
     reference_offset: float = 1.0  # share of the reference's offset (shadows' level -> the original's) applied
+    reference_fit: bool = False    # map the shadows' means to the original's level by a line fitted on held-out images
 
 
 def _without(probs: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
@@ -129,18 +130,34 @@ def _targets_at(logits: torch.Tensor, labels: torch.Tensor, phi: torch.Tensor, a
     return _distributions(logits, labels, torch.sigmoid(phi).clamp(1e-4, 1 - 1e-4), absent)
 
 
-def _reference_confidence(path: str, ids: torch.Tensor, spread: float, offset: float,
-                          gen: torch.Generator) -> torch.Tensor:
-    """Each id's target confidence drawn from the reference file's OUT distribution for it."""
+def _reference_confidence(path: str, ids: torch.Tensor, spread: float, offset: float, gen: torch.Generator,
+                          held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Each id's target confidence drawn from the reference file's OUT distribution for it.
+
+    The shadows' means are moved towards the original's level by ``offset`` x the file's mean offset or, with
+    ``held_out`` (ids and the original's confidences on them), by ``offset`` x the least-squares line from the
+    shadows' means to the original's confidences on those held-out images."""
     ref = safe_load(path, what="dcu reference file")
     if not isinstance(ref, dict) or ref.get("format") != "dcu-reference":
         raise ArtifactError(f"{path} is not a dcu reference file (benchmarks/reference_targets.py makes one).")
-    pos = torch.searchsorted(ref["ids"], ids).clamp(max=len(ref["ids"]) - 1)
-    if not torch.equal(ref["ids"][pos], ids):
-        missing = ids[ref["ids"][pos] != ids]
-        raise ValueError(f"{path} has no reference for id {int(missing[0])}: it was made for another split.")
+
+    def lookup(wanted):
+        pos = torch.searchsorted(ref["ids"], wanted).clamp(max=len(ref["ids"]) - 1)
+        if not torch.equal(ref["ids"][pos], wanted):
+            missing = wanted[ref["ids"][pos] != wanted]
+            raise ValueError(f"{path} has no reference for id {int(missing[0])}: it was made for another split.")
+        return pos
+
+    pos = lookup(ids)
+    mean = ref["out_mean"][pos]
+    if held_out is None:
+        level = mean + float(ref["offset"])
+    else:
+        x, y = ref["out_mean"][lookup(held_out[0])].double(), held_out[1].double()
+        slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum().clamp(min=1e-12))
+        level = (y.mean() + slope * (mean.double() - x.mean())).float()
     draw = torch.randn(len(ids), generator=gen)
-    return ref["out_mean"][pos] + offset * float(ref["offset"]) + spread * ref["out_std"][pos] * draw
+    return mean + offset * (level - mean) + spread * ref["out_std"][pos] * draw
 
 
 @register_unlearner
@@ -186,7 +203,9 @@ class DCU(Unlearner):
         # meets the same targets and the runs are near copies (per-example audit, docs/results.md)
         noise = torch.randn(len(forget), generator=gen) * cfg.target_noise if cfg.target_noise else None
         if cfg.reference:
-            phi = _reference_confidence(cfg.reference, forget.ids, cfg.reference_spread, cfg.reference_offset, gen)
+            held_out = (val.ids, logit_confidence(predict(tail, h_val), val.labels)) if cfg.reference_fit else None
+            phi = _reference_confidence(cfg.reference, forget.ids, cfg.reference_spread, cfg.reference_offset, gen,
+                                        held_out)
             target = _targets_at(logits_forget, forget.labels, phi + (noise if noise is not None else 0.0), absent)
         else:
             target = calibrated_targets(logits_forget, forget.labels, margin, held_out_loss, absent, noise)

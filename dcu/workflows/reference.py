@@ -16,15 +16,9 @@ import torch.nn as nn
 
 from ..data import DatasetSplits
 from ..io import atomic_save
-from ..train import predict
+from ..train import logit_confidence, predict
 
 FORMAT = "dcu-reference"
-
-
-def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p_y - log(1 - p_y) from logits (..., N, classes), computed stably."""
-    index = labels.view(-1, 1).expand(*logits.shape[:-1], 1)
-    return logits.gather(-1, index).squeeze(-1) - logits.scatter(-1, index, float("-inf")).logsumexp(-1)
 
 
 def reference_behaviour(store, splits: DatasetSplits, original: nn.Module) -> Dict[str, Any]:
