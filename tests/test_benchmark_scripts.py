@@ -226,3 +226,25 @@ def test_tuning_refuses_an_evaluation_seed(tmp_path):
                           "gradient_ascent", "--seed", "100", "--work-dir", str(tmp_path), "--out-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode != 0 and "evaluation seed" in run.stderr and not list(tmp_path.glob("*.json"))
+
+
+def test_reference_targets_then_audit_then_diagnostics(tmp_path):
+    """The reference store feeds a dcu variant in the audit, and the diagnosis reads both: dcu meets its
+    per-example targets far better than the untouched original does."""
+    def run(script, *args):
+        done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--preset", "smoke", "--seed", "0",
+                               "--work-dir", str(tmp_path / "work"), "--quiet", "--threads", "1", *args],
+                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    ref = tmp_path / "ref.pt"
+    run("reference_targets.py", "--shadows", "4", "--out", str(ref), "--results", str(tmp_path / "ref.json"))
+    assert json.loads((tmp_path / "ref.json").read_text())["shadows"] == 4
+    run("audit.py", "--models", "3", "--methods", "dcu,dcu@ref", "--set", f"dcu@ref.reference={ref}",
+        "--store", str(tmp_path / "store"), "--out", str(tmp_path / "audit.json"))
+    run("reference_diagnostics.py", "--store", str(tmp_path / "store"), "--reference", str(ref), "--fit", "{}",
+        "--fit", '{"epochs": 80, "lr": 0.1}', "--out", str(tmp_path / "diag.json"))
+    diag = json.loads((tmp_path / "diag.json").read_text())
+    assert set(diag["ensembles"]) == {"dcu", "dcu@ref"} and diag["retrain_models"] == 6
+    short, long, untouched = *diag["fit"], diag["original against the reference prediction"]
+    assert long["mean_abs_error"] < short["mean_abs_error"] < untouched["mean_abs_error"]
