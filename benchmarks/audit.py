@@ -45,7 +45,7 @@ def table(card) -> str:
     for name, row in card["rows"].items():
         kl = " / ".join(f"{row['klom'][s]:.2f}" for s in ("forget", "retain", "val") if s in row["klom"])
         lines.append(f"| {name} | {row['models']} | {row['forgetting_score']:.4f} | {row['forgetting_quality']:.4f} | "
-                     f"{row['ulira']['auc']:.4f} | {100 * row['ulira']['tpr_at_1fpr']:.2f} | {kl} | "
+                     f"{row['ulira']['auc']:.4f} | {100 * row['ulira']['tpr_at_1fpr']:.2f} | {kl} | {pct(row, 'loss_lr')} | "
                      f"{pct(row, 'retain_acc')} | {pct(row, 'forget_acc')} | {pct(row, 'test_acc')} | "
                      f"{pct(row, 'probe_forget_acc')} | {pct(row, 'relearn_forget_acc')} | {row['seed_spread']:.3f} | "
                      f"{row['epsilon_capped']} | {row['seconds']:.2f} |")

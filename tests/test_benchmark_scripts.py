@@ -182,7 +182,9 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     assert result["preset"] == "smoke" and result["seed_role"] == "development" and result["versions"]["torch"]
     rows = result["rows"]
     assert rows["ceiling (retrain vs retrain)"]["forgetting_quality"] > rows["original (no unlearning)"]["forgetting_quality"]
-    assert (tmp_path / "audit-seed0.md").exists() and (tmp_path / "audit-seed0.png").exists()
+    assert (tmp_path / "audit-seed0.png").exists()
+    header, _, ceiling_line = (tmp_path / "audit-seed0.md").read_text().splitlines()[2:5]
+    assert header.count("|") == ceiling_line.count("|") and "loss_lr" in header   # every row fills every column
     # a score added later: --rescore recomputes the rows from the stored logits, the rest of the entry kept
     stored = json.loads(out.read_text())
     del stored["runs"]["0"]["rows"]["finetune"]["loss_lr"]
