@@ -32,8 +32,9 @@
 4. **Per-example reference** (``reference``, off by default): a file of what shadow models that never
    trained on each image predict for it (its logit-scaled confidence's mean and spread, made offline once
    per original by ``benchmarks/reference_targets.py``). Each forget target is then drawn from that image's
-   own distribution, moved to the original's level by the file's ``offset``, with ``reference_spread`` x its
-   spread, instead of from the held-out quantiles by rank.
+   own distribution, moved to the original's level by the file's ``offset`` (``reference_fit``: by a line
+   fitted on the held-out images instead), with ``reference_spread`` x its spread, instead of from the
+   held-out quantiles by rank.
 5. **Cost.** Only the last ``tail_stages`` blocks of the network are trained (``Model.stages()``), on
    activations of the frozen trunk computed once for the forget set and the condensed set, so a step costs
    a fraction of a full forward-backward pass. The stopping point is a fixed number of passes over the
