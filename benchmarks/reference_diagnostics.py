@@ -50,6 +50,7 @@ def compare(phi: torch.Tensor, reference_mean: torch.Tensor, reference_std: torc
 def main(argv=None) -> int:
     from condense import load_condensed
     from unlearn import get_unlearner
+    from unlearn.dcu import held_out_line
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="audit")
@@ -89,6 +90,10 @@ def main(argv=None) -> int:
               "reference prediction (OUT mean + offset)": compare(predicted, target_mean),
               "original against the reference prediction": compare(
                   logit_confidence(predict(original, forget.images), labels), predicted),
+              # what reference_fit would use: the line from the shadows' means to the original on held-out images
+              "held_out_line": dict(zip(("slope", "intercept"), held_out_line(
+                  reference["out_mean"][torch.searchsorted(reference["ids"], splits.val.ids)],
+                  logit_confidence(predict(original, splits.val.images), splits.val.labels)))),
               "ensembles": {}, "fit": []}
     methods = sorted({p.stem[len("unlearn-"):].rsplit("-", 1)[0] for p in store.path.glob("unlearn-*.pt")})
     for method in methods:

@@ -131,6 +131,14 @@ def _targets_at(logits: torch.Tensor, labels: torch.Tensor, phi: torch.Tensor, a
     return _distributions(logits, labels, torch.sigmoid(phi).clamp(1e-4, 1 - 1e-4), absent)
 
 
+def held_out_line(shadow_mean: torch.Tensor, original: torch.Tensor) -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line from the shadows' OUT means to the original's confidences
+    on the same held-out images."""
+    x, y = shadow_mean.double(), original.double()
+    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum().clamp(min=1e-12))
+    return slope, float(y.mean() - slope * x.mean())
+
+
 def _reference_confidence(path: str, ids: torch.Tensor, spread: float, offset: float, gen: torch.Generator,
                           held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Each id's target confidence drawn from the reference file's OUT distribution for it.
@@ -154,9 +162,8 @@ def _reference_confidence(path: str, ids: torch.Tensor, spread: float, offset: f
     if held_out is None:
         level = mean + float(ref["offset"])
     else:
-        x, y = ref["out_mean"][lookup(held_out[0])].double(), held_out[1].double()
-        slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum().clamp(min=1e-12))
-        level = (y.mean() + slope * (mean.double() - x.mean())).float()
+        slope, intercept = held_out_line(ref["out_mean"][lookup(held_out[0])], held_out[1])
+        level = slope * mean + intercept
     draw = torch.randn(len(ids), generator=gen)
     return mean + offset * (level - mean) + spread * ref["out_std"][pos] * draw
 

@@ -714,7 +714,7 @@ def cmd_audit(args) -> int:
     if yours and (args.label in methods or not re.fullmatch(r"[A-Za-z0-9_.@-]+", args.label)):
         raise ValueError(f"--label '{clip(args.label, 40)}' must be a plain name (letters, digits, _ . @ -) that is "
                          "not also in --methods.")
-    args.models = max(args.models, len(yours))
+    models = max(args.models, len(yours))   # the retrain halves must be as large as the user's ensemble
     out = Path(args.out)
     store_dir = Path(args.store) if args.store else out.with_name(out.stem + "-ensembles")
     figure = out.with_suffix(f".{args.plot_format}")
@@ -731,10 +731,10 @@ def cmd_audit(args) -> int:
         store = EnsembleStore.create(store_dir, splits, meta, forget_ids, seed=args.seed)
         if condensed is None and any(get_unlearner(m).requires_condensed for m in methods):
             condensed = shared_condensed(store_dir / "condensed.pt", splits, model, meta, ipc=args.ipc, seed=args.seed)
-        fill(store, splits, model, meta, methods=methods, models=args.models, retrains=2 * args.models,
+        fill(store, splits, model, meta, methods=methods, models=models, retrains=2 * models,
              originals=args.originals, condensed=condensed, settings=method_settings(args.set), shard=(part, parts))
         add_checkpoints(store, splits, args.label, [(path, m, mt) for path, m, mt, _ in yours], shard=(part, parts))
-        needed = {"retrain": 2 * args.models, **{m: args.models for m in methods}, **({args.label: len(yours)} if yours else {})}
+        needed = {"retrain": 2 * models, **{m: models for m in methods}, **({args.label: len(yours)} if yours else {})}
         missing = [m for m, count in needed.items()
                    if len(store.seeds("retrain" if m == "retrain" else "unlearn", m)) < count]
         if missing:
