@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from dcu.data import ImageSet
 from dcu.models import num_classes
 from dcu.progress import progress
-from dcu.train import features, predict
+from dcu.train import features, model_device, on_device, predict
 
 from .mi_common import ssim, total_variation
 
@@ -62,17 +62,20 @@ def _optimise(images: torch.Tensor, objective, cfg: InversionConfig, desc: str) 
 
 
 def gradient_inversion(model: nn.Module, shape, cfg: Optional[InversionConfig] = None) -> ImageSet:
-    """``per_class`` images per class that the model finds most like the class."""
+    """``per_class`` images per class that the model finds most like the class (found on the model's device,
+    returned on the CPU)."""
     cfg = cfg or InversionConfig()
     model.eval().requires_grad_(False)
+    device = model_device(model)
     try:
         gen = torch.Generator().manual_seed(cfg.seed)
         labels = torch.arange(_classes(model)).repeat_interleave(cfg.per_class)
         start = 0.1 * torch.randn(len(labels), *shape, generator=gen)
-        images = _optimise(start, lambda x: F.cross_entropy(model(x), labels), cfg, "gradient inversion")
+        on_model = labels.to(device)
+        images = _optimise(start.to(device), lambda x: F.cross_entropy(model(x), on_model), cfg, "gradient inversion")
     finally:
         model.requires_grad_(True)
-    return ImageSet(images, labels)
+    return ImageSet(images.cpu(), labels)
 
 
 def unlearning_inversion(original: nn.Module, unlearned: nn.Module, shape, cfg: Optional[InversionConfig] = None,
@@ -85,18 +88,19 @@ def unlearning_inversion(original: nn.Module, unlearned: nn.Module, shape, cfg: 
     if float(delta.norm()) == 0:
         raise ValueError("The two models have identical weights: there is no unlearning step to invert.")
     gen = torch.Generator().manual_seed(cfg.seed)
-    classes = torch.arange(_classes(original)) if classes is None else torch.as_tensor(classes)
+    classes = torch.arange(_classes(original)) if classes is None else torch.as_tensor(classes).cpu()
     labels = classes.repeat_interleave(cfg.per_class)
     start = 0.1 * torch.randn(len(labels), *shape, generator=gen)
+    on_model = labels.to(delta.device)
 
     def objective(x):
         # the unlearning step moved weights against the forget gradient: θ0 − θ1 ≈ η·∇L(forget); match its direction
-        grads = torch.autograd.grad(F.cross_entropy(original(x), labels), params, create_graph=True)
+        grads = torch.autograd.grad(F.cross_entropy(original(x), on_model), params, create_graph=True)
         g = torch.cat([v.flatten() for v in grads])
         return 1 - F.cosine_similarity(g, delta, dim=0)
 
-    images = _optimise(start, objective, cfg, "unlearning inversion")
-    return ImageSet(images, labels)
+    images = _optimise(start.to(delta.device), objective, cfg, "unlearning inversion")
+    return ImageSet(images.cpu(), labels)
 
 
 @dataclass
@@ -107,20 +111,23 @@ class CondensiveConfig(InversionConfig):
 
 
 def condensive_inversion(model: nn.Module, auxiliary: ImageSet, cfg: Optional[CondensiveConfig] = None) -> ImageSet:
-    """Train a feature→image inverter on ``auxiliary`` images, then invert every class prototype."""
+    """Train a feature→image inverter on ``auxiliary`` images, then invert every class prototype (on the
+    model's device; the images come back on the CPU)."""
     from dcu.models.inverter import Inverter
 
     cfg = cfg or CondensiveConfig()
     torch.manual_seed(cfg.seed)
-    feats = features(model, auxiliary.images)
+    device = model_device(model)
+    feats = features(model, auxiliary.images).to(device)
+    targets = on_device(auxiliary.images, device)
     scale = feats.norm(dim=1).mean().clamp(min=1e-8)
     _, channels, size, _ = auxiliary.images.shape
-    inverter = Inverter(feats.shape[1], channels, size, cfg.width)
+    inverter = Inverter(feats.shape[1], channels, size, cfg.width).to(device)
     optimizer = torch.optim.Adam(inverter.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     for _ in progress(range(cfg.steps), desc="condensive inverter", unit="step"):
-        idx = torch.randperm(len(feats), generator=gen)[:256]
-        loss = F.mse_loss(inverter(feats[idx] / scale), auxiliary.images[idx])
+        idx = torch.randperm(len(feats), generator=gen)[:256].to(device)
+        loss = F.mse_loss(inverter(feats[idx] / scale), targets[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -130,7 +137,7 @@ def condensive_inversion(model: nn.Module, auxiliary: ImageSet, cfg: Optional[Co
     prototypes = rows / rows.norm(dim=1, keepdim=True).clamp(min=1e-8) * scale
     with torch.no_grad():
         images = inverter(prototypes / scale)
-    return ImageSet(images, torch.arange(len(rows)))
+    return ImageSet(images.cpu(), torch.arange(len(rows)))
 
 
 def inversion_scores(inverted: ImageSet, evaluator: nn.Module, reference: ImageSet, *,

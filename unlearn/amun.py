@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dcu.data import ImageSet
-from dcu.train import train
+from dcu.train import model_device, on_device, train
 
 from .base import UnlearnConfig, Unlearner, register_unlearner
 from .common import joined
@@ -52,30 +52,33 @@ def l2_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor
 
 
 def closest_adversarial(model: nn.Module, data: ImageSet, cfg: AMUNConfig) -> ImageSet:
-    """The smallest-radius flipping PGD example of every sample (ε doubling), labelled with the wrong prediction."""
+    """The smallest-radius flipping PGD example of every sample (ε doubling), labelled with the wrong prediction;
+    found on the model's device, returned on the CPU."""
     model.eval()
-    images, labels = data.images.clone(), torch.empty_like(data.labels)
-    pending = torch.arange(len(data))
-    eps = torch.full((len(data),), cfg.eps_start)
+    device = model_device(model)
+    source, truth = on_device(data.images, device), on_device(data.labels, device)
+    images, labels = source.clone(), torch.empty_like(truth)
+    pending = torch.arange(len(data), device=device)
+    eps = torch.full((len(data),), cfg.eps_start, device=device)
     for _ in range(cfg.max_rounds):
         if len(pending) == 0:
             break
         still = []
         for start in range(0, len(pending), cfg.attack_batch):
             idx = pending[start : start + cfg.attack_batch]
-            adv = l2_pgd(model, data.images[idx], data.labels[idx], eps[idx], cfg.steps)
+            adv = l2_pgd(model, source[idx], truth[idx], eps[idx], cfg.steps)
             with torch.no_grad():
                 pred = model(adv).argmax(1)
-            flipped = pred != data.labels[idx]
+            flipped = pred != truth[idx]
             images[idx[flipped]], labels[idx[flipped]] = adv[flipped], pred[flipped]
             still.append(idx[~flipped])
         pending = torch.cat(still)
         eps[pending] *= 2
     if len(pending):   # never flipped within max_rounds: keep the last attempt, labelled with the runner-up class
         with torch.no_grad():
-            logits = model(images[pending]).scatter(1, data.labels[pending].view(-1, 1), float("-inf"))
+            logits = model(images[pending]).scatter(1, truth[pending].view(-1, 1), float("-inf"))
         labels[pending] = logits.argmax(1)
-    return ImageSet(images, labels)
+    return ImageSet(images.cpu(), labels.cpu())
 
 
 @register_unlearner

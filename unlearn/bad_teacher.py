@@ -35,11 +35,12 @@ class BadTeacher(Unlearner):
 
     def run(self, model, retain, forget, *, condensed, val):
         good = copy.deepcopy(model).eval()
-        bad = fresh_model(model).eval()   # random, under the seed the base class set
+        bad = fresh_model(model).to(self.device).eval()   # random, under the seed the base class set
         retain_data = self.retain_data(retain, forget, condensed)
         keep = torch.randperm(len(retain_data), generator=torch.Generator().manual_seed(self.cfg.seed))
         keep = keep[: max(1, int(round(self.cfg.retain_fraction * len(retain_data))))]
         data, is_forget = joined(type(retain_data)(retain_data.images[keep], retain_data.labels[keep]), forget)
+        is_forget = is_forget.to(self.device)
 
         def loss_fn(m, x, y, idx):
             with torch.no_grad():

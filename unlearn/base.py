@@ -46,7 +46,6 @@ class Unlearner:
     Config = UnlearnConfig
     requires_condensed: bool = False
     uses_retain: bool = True        # False: the method looks at the forget set alone (then a condensed set is unused)
-    runs_on_gpu: bool = False       # True: keeps every tensor on the model's device (else `dcu forget` runs it on the CPU)
     # name -> (low, high, "log" | "linear" | "int") or a list of choices; what a tuner searches over
     search_space: Dict[str, Any] = {}
 

@@ -30,7 +30,6 @@ class EUKConfig(CFKConfig):
 
 @register_unlearner
 class CFK(Unlearner):
-    runs_on_gpu = True
     name = "cf_k"
     Config = CFKConfig
     reinitialise = False

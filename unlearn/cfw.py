@@ -32,7 +32,7 @@ def confuse(model: nn.Module, std: float, generator: torch.Generator) -> None:
     if stem is None:
         raise ValueError(f"cfw adds noise to the stem convolution; model '{model.arch}' has none.")
     with torch.no_grad():
-        stem.weight.add_(std * torch.randn(stem.weight.shape, generator=generator))
+        stem.weight.add_(std * torch.randn(stem.weight.shape, generator=generator).to(stem.weight.device))
 
 
 @register_unlearner
@@ -47,6 +47,7 @@ class CFW(Unlearner):
         generator = torch.Generator().manual_seed(c.seed)
         counts = torch.bincount(data.labels, minlength=num_classes(model)).float()
         weights = torch.where(counts > 0, counts.sum() / (len(counts) * counts.clamp_min(1)), torch.zeros_like(counts))
+        weights = weights.to(self.device)
         confuse(model, c.start_std, generator)
 
         def before_epoch(epoch):

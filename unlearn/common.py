@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 from dcu.data import ImageSet
-from dcu.train import TrainConfig, augment_batch
+from dcu.train import TrainConfig, augment_batch, model_device, on_device
 
 
 def classes_without_retain(retain: ImageSet, classes: int) -> torch.Tensor:
@@ -19,19 +19,21 @@ def classes_without_retain(retain: ImageSet, classes: int) -> torch.Tensor:
     return torch.bincount(retain.labels, minlength=classes) == 0
 
 
-def batches(data: ImageSet, batch_size: int, *, seed: int = 0, augment: Optional[TrainConfig] = None
-            ) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Endless shuffled ``(images, labels, positions)`` batches of ``data``, reshuffled every pass; with
-    ``augment`` (a ``TrainConfig`` with ``augment`` on) the original's flip and crop are applied."""
+def batches(data: ImageSet, batch_size: int, *, seed: int = 0, augment: Optional[TrainConfig] = None,
+            device: torch.device | str = "cpu") -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Endless shuffled ``(images, labels, positions)`` batches of ``data`` on ``device`` (the data move there
+    once; the positions stay on the CPU), reshuffled every pass; with ``augment`` (a ``TrainConfig`` with
+    ``augment`` on) the original's flip and crop are applied."""
     generator = torch.Generator().manual_seed(seed)
+    images, labels = on_device(data.images, torch.device(device)), on_device(data.labels, torch.device(device))
     while True:
         order = torch.randperm(len(data), generator=generator)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            x = data.images[idx]
+            x = images[idx]
             if augment is not None and augment.augment:
                 x = augment_batch(x, flip=augment.flip, padding=augment.crop_padding, generator=generator)
-            yield x, data.labels[idx], idx
+            yield x, labels[idx], idx
 
 
 def joined(first: ImageSet, second: ImageSet) -> Tuple[ImageSet, torch.Tensor]:
@@ -50,8 +52,8 @@ def kl_to(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperatur
 
 
 def random_other_labels(labels: torch.Tensor, classes: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """A uniformly drawn label different from each true one."""
-    shift = torch.randint(1, classes, labels.shape, generator=generator)
+    """A uniformly drawn label different from each true one (drawn on the CPU, returned on ``labels``' device)."""
+    shift = torch.randint(1, classes, labels.shape, generator=generator).to(labels.device)
     return (labels + shift) % classes
 
 
@@ -82,8 +84,9 @@ def summed_gradient(model: nn.Module, data: ImageSet, batch_size: int = 256, sig
     was_training = model.training
     model.eval()
     model.zero_grad(set_to_none=True)
+    device = model_device(model)
     for start in range(0, len(data), batch_size):
-        x, y = data.images[start : start + batch_size], data.labels[start : start + batch_size]
+        x, y = data.images[start : start + batch_size].to(device), data.labels[start : start + batch_size].to(device)
         (sign * F.cross_entropy(model(x), y, reduction="sum")).backward()
     grads = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
              for n, p in model.named_parameters()}
@@ -94,8 +97,10 @@ def summed_gradient(model: nn.Module, data: ImageSet, batch_size: int = 256, sig
 
 def per_sample_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 64
                          ) -> Iterator[Dict[str, torch.Tensor]]:
-    """Per-sample gradients of the cross-entropy (model in eval mode), ``batch_size`` samples at a time."""
+    """Per-sample gradients of the cross-entropy (model in eval mode), ``batch_size`` samples at a time, on the
+    model's device."""
     model.eval()
+    device = model_device(model)
     params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 
@@ -105,7 +110,7 @@ def per_sample_gradients(model: nn.Module, images: torch.Tensor, labels: torch.T
 
     per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
     for start in range(0, len(images), batch_size):
-        yield per_sample(params, images[start : start + batch_size], labels[start : start + batch_size])
+        yield per_sample(params, images[start : start + batch_size].to(device), labels[start : start + batch_size].to(device))
 
 
 def fisher_diagonal(model: nn.Module, data: ImageSet, *, max_samples: Optional[int] = None, seed: int = 0,
@@ -139,7 +144,7 @@ def batch_gradient_importance(model: nn.Module, data: ImageSet, *, batch_size: i
         images, labels = data.images, data.labels
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     total = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
     batches = 0
     for start in range(0, len(labels), batch_size):

@@ -173,7 +173,6 @@ class DCU(Unlearner):
     name = "dcu"
     Config = DCUConfig
     requires_condensed = True
-    runs_on_gpu = True
     search_space = {"epochs": (2, 30, "int"), "lr": (1e-3, 1e-1, "log"), "retain_weight": (0.1, 10.0, "log"),
                     "temperature": (1.0, 8.0, "linear"), "tail_stages": [1, 2, 3]}
 

@@ -39,7 +39,7 @@ class FCS(Unlearner):
         def to_uniform(m, x, y, idx):
             return -F.log_softmax(m(x), 1).mean()      # KL to uniform up to a constant
 
-        retain_batches = batches(retain_data, c.batch_size, seed=derive(c.seed, "retain batches"))
+        retain_batches = batches(retain_data, c.batch_size, seed=derive(c.seed, "retain batches"), device=self.device)
 
         def contrast(m, x, y, idx):
             with torch.no_grad():

@@ -20,7 +20,6 @@ class FinetuneConfig(UnlearnConfig):
 
 @register_unlearner
 class Finetune(Unlearner):
-    runs_on_gpu = True
     name = "finetune"
     Config = FinetuneConfig
     search_space = {"epochs": (1, 10, "int"), "lr": (1e-3, 1e-1, "log")}

@@ -40,11 +40,11 @@ class Fisher(Unlearner):
         with torch.no_grad():
             for name, p in model.named_parameters():
                 std = (self.cfg.alpha * importance[name].clamp_min(1e-30).pow(-0.25)).clamp(max=self.cfg.max_std)
-                p.add_(std * torch.randn(p.shape, generator=generator))
+                p.add_(std * torch.randn(p.shape, generator=generator).to(p.device))
             absent = classes_without_retain(retain, num_classes(model))
             classes = sorted(set(forget.labels[absent[forget.labels]].tolist()))
             if classes:
                 for p in model.get_classifier().parameters():
-                    p[classes] = self.cfg.class_row_std * torch.randn(p[classes].shape, generator=generator)
+                    p[classes] = self.cfg.class_row_std * torch.randn(p[classes].shape, generator=generator).to(p.device)
         self.stats["forgotten_classes"] = classes
         return model

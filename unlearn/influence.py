@@ -27,8 +27,8 @@ def _flat(grads) -> torch.Tensor:
 def woodfisher_solve(sample_grads: torch.Tensor, v: torch.Tensor, damping: float) -> torch.Tensor:
     """``(λI + (1/N)·GᵀG)⁻¹ v`` for per-sample gradients ``G`` (N × d), by N rank-one updates."""
     n, d = sample_grads.shape
-    updates = torch.zeros(n, d, dtype=v.dtype)    # row j: H_{j-1}⁻¹ g_j
-    scales = torch.zeros(n, dtype=v.dtype)         # 1 / (N + g_jᵀ H_{j-1}⁻¹ g_j)
+    updates = torch.zeros(n, d, dtype=v.dtype, device=v.device)    # row j: H_{j-1}⁻¹ g_j
+    scales = torch.zeros(n, dtype=v.dtype, device=v.device)         # 1 / (N + g_jᵀ H_{j-1}⁻¹ g_j)
     for j, g in enumerate(sample_grads):
         u = g / damping - (scales[:j] * (updates[:j] @ g)) @ updates[:j]
         updates[j], scales[j] = u, 1.0 / (n + torch.dot(g, u))

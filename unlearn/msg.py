@@ -45,7 +45,7 @@ class MSG(Unlearner):
             for name, conv in convs:
                 g = (toward[f"{name}.weight"] - away[f"{name}.weight"]).abs()
                 count = int(round(self.cfg.init_rate * g.numel()))
-                small = torch.zeros(g.numel(), dtype=torch.bool)
+                small = torch.zeros(g.numel(), dtype=torch.bool, device=g.device)
                 small[torch.topk(-g.flatten(), count).indices] = True
                 small = small.view_as(g)
                 fresh = torch.empty_like(conv.weight)

@@ -33,7 +33,8 @@ class NegGradPlus(Unlearner):
 
     def run(self, model, retain, forget, *, condensed, val):
         cfg = self.schedule(seed=self.cfg.seed)
-        forget_batches = batches(forget, cfg.batch_size, seed=derive(self.cfg.seed, "forget batches"), augment=cfg)
+        forget_batches = batches(forget, cfg.batch_size, seed=derive(self.cfg.seed, "forget batches"), augment=cfg,
+                                 device=self.device)
         start = [p.detach().clone() for p in model.parameters()]
         alpha, l2 = self.cfg.alpha, self.cfg.l2
 

@@ -38,7 +38,7 @@ def prune_and_redraw(model: nn.Module, amount: float, generator: torch.Generator
         for m in layers:
             pruned = m.weight.abs() <= cutoff
             bound = 1 / math.sqrt(m.weight[0].numel())       # PyTorch's default fan-in bound
-            fresh = (torch.rand(m.weight.shape, generator=generator) * 2 - 1) * bound
+            fresh = (torch.rand(m.weight.shape, generator=generator).to(m.weight.device) * 2 - 1) * bound
             m.weight.copy_(torch.where(pruned, fresh, m.weight))
 
 
@@ -56,7 +56,7 @@ class PRMQ(Unlearner):
         data = self.retain_data(retain, forget, condensed)
         original = copy.deepcopy(model).eval()
         counts = torch.bincount(data.labels, minlength=num_classes(model)).float()
-        weights = counts.clamp_min(1).pow(-0.1)
+        weights = counts.clamp_min(1).pow(-0.1).to(self.device)
         prune_and_redraw(model, self.cfg.prune_amount, torch.Generator().manual_seed(self.cfg.seed))
 
         def loss_fn(m, x, y, idx):

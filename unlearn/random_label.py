@@ -31,10 +31,10 @@ def random_label_training(unlearner: Unlearner, model, retain_data, forget, *, d
     data, is_forget = joined(retain_data, forget)
     classes = num_classes(model)
     generator = torch.Generator().manual_seed(derive(unlearner.cfg.seed, "random labels"))
-    labels = data.labels.clone()
+    labels, is_forget = data.labels.clone().to(unlearner.device), is_forget.to(unlearner.device)
 
     def relabel(epoch):
-        labels[is_forget] = random_other_labels(forget.labels, classes, generator)
+        labels[is_forget] = random_other_labels(forget.labels.to(labels.device), classes, generator)
 
     train(model, data, unlearner.schedule(seed=unlearner.cfg.seed),
           loss_fn=lambda m, x, y, idx: F.cross_entropy(m(x), labels[idx]),

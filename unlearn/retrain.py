@@ -19,7 +19,6 @@ class RetrainConfig(UnlearnConfig):
 
 @register_unlearner
 class Retrain(Unlearner):
-    runs_on_gpu = True
     name = "retrain"
     Config = RetrainConfig
 

@@ -62,7 +62,7 @@ class RNI(Unlearner):
                         with torch.no_grad():
                             for i in noisy.tolist():
                                 p = params[others[i]]
-                                p.add_(c.noise * torch.randn(p.shape, generator=generator))
+                                p.add_(c.noise * torch.randn(p.shape, generator=generator).to(p.device))
                 for name, p in params.items():
                     p.requires_grad_(name in chosen)
                 train(model, data, self.schedule(epochs=1, lr=c.fine_lr if fine else c.lr, schedule="constant",

@@ -83,7 +83,8 @@ class TMU(Unlearner):
         targets = torch.where(forget_wrong, runner_up(model, forget), forget.labels)
         forget_targets = ImageSet(forget.images, targets)
         cfg = self.schedule(seed=c.seed)
-        retain_batches = batches(retain_data, cfg.batch_size, seed=derive(c.seed, "retain batches"), augment=cfg)
+        retain_batches = batches(retain_data, cfg.batch_size, seed=derive(c.seed, "retain batches"), augment=cfg,
+                                 device=self.device)
 
         def loss_fn(m, x, y, idx):
             rx, ry, _ = next(retain_batches)

@@ -292,10 +292,7 @@ def cmd_forget(args) -> int:
     outputs = {"--out": args.out, "--condensed-out": args.condensed_out, "the ledger (--ledger-out)": ledger_out}
     with _writing(outputs, inputs):
         device = resolve_device(args.device)
-        if device.type != "cpu" and not get_unlearner(args.method).runs_on_gpu:
-            log.info("'%s' runs on the CPU (only retrain, finetune, cf_k and eu_k run on a GPU so far).", args.method)
-        elif device.type != "cpu":
-            model = model.to(device)
+        model = model.to(device)
         answer = answer_request(model, meta, splits, request.forget, method=args.method, settings=settings,
                                 seed=args.seed, ledger=requests, withdrawn=request.withdrawn, condensed=condensed)
         writes = [(Path(args.out), lambda fh: torch.save(answer.payload, fh)),
@@ -622,7 +619,7 @@ def describe(name: str) -> Dict[str, Any]:
                                 for p in inspect.signature(obj).parameters.values() if p.kind is p.KEYWORD_ONLY}
         if kind == "unlearning method":
             info.update(search_space=obj.search_space, requires_condensed=obj.requires_condensed,
-                        uses_retain=obj.uses_retain, runs_on_gpu=obj.runs_on_gpu)
+                        uses_retain=obj.uses_retain)
         if kind == "condensation method":
             info["needs_model"] = bool(getattr(obj, "needs_model", False))
         return info
@@ -642,8 +639,7 @@ def cmd_info(args) -> int:
         for key, space in info["search_space"].items():
             print(f"  {key:<22} {space}")
     if "requires_condensed" in info:
-        print(f"\ncondensed set: {'required' if info['requires_condensed'] else 'optional, in place of the retain set' if info['uses_retain'] else 'unused (looks at the forget set alone)'}; "
-              f"runs on a GPU: {'yes' if info['runs_on_gpu'] else 'no (CPU)'}")
+        print(f"\ncondensed set: {'required' if info['requires_condensed'] else 'optional, in place of the retain set' if info['uses_retain'] else 'unused (looks at the forget set alone)'}")
     return 0
 
 

@@ -108,8 +108,7 @@ def compare(
 ) -> Dict[str, Any]:
     """Run one preset, seed and scenario: the original, the condensed set, then every method, all evaluated.
 
-    On a GPU ``device`` the original, the condensation and every method that keeps its tensors on the
-    model's device (``runs_on_gpu``) run there; any other method runs on a CPU copy (its row says which).
+    On a GPU ``device`` everything runs there: the original, the condensation, every method and attack.
 
     In the ``sequential`` scenario each request is applied to the previous request's model (and refreshed
     condensed set); ``retrain`` trains once on what remains after the last. In the ``class`` scenario the

@@ -73,8 +73,7 @@ def answer_request(model: nn.Module, meta: Dict[str, Any], splits: DatasetSplits
     ledger (a fresh one for an original), ``withdrawn`` held-out ids the request names: they are recorded
     and leave the held-out split. The retain set is the training split without every id forgotten so far.
     ``condensed`` is checked against the model and refreshed for the request; the answer carries the
-    refreshed set, marked as belonging to the new model. Methods that keep their tensors on the model's
-    device run there; the others get a CPU copy.
+    refreshed set, marked as belonging to the new model. The method runs on the model's device.
     """
     from unlearn import get_unlearner
 
@@ -91,8 +90,6 @@ def answer_request(model: nn.Module, meta: Dict[str, Any], splits: DatasetSplits
     gone = torch.cat([ledger.withdrawn, withdrawn])
     val = splits.val.without(gone) if splits.val is not None and len(gone) else splits.val
     unlearner = get_unlearner(method, train_config=TrainConfig(**meta["train_config"]), seed=seed, **(settings or {}))
-    if next(model.parameters()).device.type != "cpu" and not unlearner.runs_on_gpu:
-        model = copy.deepcopy(model).cpu()
     refreshed, stats = None, {}
     if len(forget_ids):
         result = unlearner.unlearn(model, retain, forget, condensed=condensed, val=val)
