@@ -9,7 +9,9 @@
 3. ``dcu`` against ``retrain`` on the ``cifar10-resnet18`` protocol's model and data shapes: an original
    ResNet-18 trained for ``--epochs``, then retraining and dcu (fdm condensation offline) on a random 10%
    request; CIFAR-10 from ``--data-root`` when it is there, otherwise random images and labels of CIFAR's
-   shape (timings only; the JSON says which).
+   shape (timings only; the JSON says which). ``--methods all`` runs every unlearning method there too, at
+   its defaults, each on the model's device; a method not started within ``--budget-minutes`` (counted from
+   the script's start) is listed under ``skipped``.
 Writes ``benchmarks/results/gpu-<device>.json`` after each part.
 """
 from __future__ import annotations
@@ -74,7 +76,8 @@ def dm_speed(device, iterations: int, batch_real: int, width: int) -> dict:
             "iterations_per_second": iterations / seconds, "seconds": seconds}
 
 
-def dcu_vs_retrain(device, data_root, epochs: int, tiny: bool) -> dict:
+def dcu_vs_retrain(device, data_root, epochs: int, tiny: bool, methods=("retrain", "dcu"), deadline=None,
+                   on_method=None) -> dict:
     from condense import get_condenser
     from dcu.data import load
     from dcu.forget import random_ids
@@ -107,15 +110,26 @@ def dcu_vs_retrain(device, data_root, epochs: int, tiny: bool) -> dict:
     sync(device)
     offline = time.perf_counter() - start
     out = {"data": source, "arch": arch, "epochs": epochs, "train_images": len(splits.train), "forget": len(forget),
-           "original_seconds": original_seconds, "condense_offline_seconds": offline, "methods": {}}
-    for name in ("retrain", "dcu"):
+           "original_seconds": original_seconds, "condense_offline_seconds": offline, "methods": {}, "skipped": []}
+    for name in methods:
+        if deadline is not None and time.perf_counter() > deadline:
+            out["skipped"].append(name)
+            continue
         unlearner = get_unlearner(name, train_config=cfg)
-        result = unlearner.unlearn(original, retain, forget, condensed=cset if name == "dcu" else None, val=splits.val)
+        result = unlearner.unlearn(original, retain, forget, condensed=cset if unlearner.requires_condensed else None,
+                                   val=splits.val)
         model = result.model
         sync(device)
         out["methods"][name] = {"seconds": result.seconds, "forget_acc": accuracy(model, forget),
-                                "test_acc": accuracy(model, splits.test)}
-    out["rte"] = out["methods"]["retrain"]["seconds"] / out["methods"]["dcu"]["seconds"]
+                                "retain_acc": accuracy(model, retain), "test_acc": accuracy(model, splits.test),
+                                "device": str(next(model.parameters()).device)}
+        if on_method is not None:
+            on_method(out)
+    if "retrain" in out["methods"]:
+        for row in out["methods"].values():
+            row["rte"] = out["methods"]["retrain"]["seconds"] / row["seconds"]
+        if "dcu" in out["methods"]:
+            out["rte"] = out["methods"]["dcu"]["rte"]
     return out
 
 
@@ -125,10 +139,24 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="small sizes: a smoke run on any machine")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--epochs", type=int, default=15, help="epochs of the original and of retraining")
+    parser.add_argument("--methods", default="retrain,dcu",
+                        help="unlearning methods of part 3, comma-separated, or 'all' (retrain and dcu first)")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="start no method of part 3 after this many minutes from the script's start")
+    parser.add_argument("--parts", default="throughput,dm,dcu_vs_retrain", help="which parts to run, comma-separated")
     parser.add_argument("--out", default=None)
     parser.add_argument("--quiet", action="store_true")
     add_threads_argument(parser)
     args = parser.parse_args(argv)
+    from unlearn import list_unlearners
+
+    names = list_unlearners()
+    methods = ["retrain", "dcu"] + [m for m in names if m not in ("retrain", "dcu")] if args.methods == "all" \
+        else [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in names]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(names)}, or all")
+    deadline = time.perf_counter() + 60 * args.budget_minutes if args.budget_minutes else None
     set_threads(args.threads)
     set_quiet(args.quiet)
     device = resolve_device(args.device)
@@ -142,10 +170,15 @@ def main(argv=None) -> int:
                                throughput("resnet18", device, images, 256, epochs)],
         "dm": lambda: dm_speed(device, iterations=3 if args.tiny else 200, batch_real=32 if args.tiny else 256,
                                width=32 if args.tiny else 128),
-        "dcu_vs_retrain": lambda: dcu_vs_retrain(device, args.data_root, 1 if args.tiny else args.epochs, args.tiny),
+        "dcu_vs_retrain": lambda: dcu_vs_retrain(device, args.data_root, 1 if args.tiny else args.epochs, args.tiny,
+                                                 methods, deadline,
+                                                 lambda part: atomic_write_json({**result, "dcu_vs_retrain": part}, out)),
     }
+    chosen = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if not chosen or any(p not in parts for p in chosen):
+        parser.error(f"--parts takes some of {', '.join(parts)}. Got '{args.parts}'.")
     failed = 0
-    for name, part in parts.items():   # one failing part (a lent GPU's minutes are few) must not lose the others
+    for name, part in ((p, parts[p]) for p in chosen):   # one failing part (a lent GPU's minutes are few) must not lose the others
         try:
             result[name] = part()
             print(f"{name}: {summary(name, result[name])}", flush=True)
@@ -162,8 +195,10 @@ def summary(name: str, value) -> str:
         return ", ".join(f"{t['arch']} {t['images_per_second']:.0f} images/s" for t in value)
     if name == "dm":
         return f"{value['iterations_per_second']:.2f} it/s"
-    return (f"retrain {value['methods']['retrain']['seconds']:.1f} s, dcu {value['methods']['dcu']['seconds']:.2f} s, "
-            f"RTE {value['rte']:.1f} ({value['data']})")
+    rows = ", ".join(f"{name} {row['seconds']:.2f} s" + (f" (RTE {row['rte']:.1f})" if "rte" in row else "")
+                     for name, row in value["methods"].items())
+    skipped = f"; not started within the budget: {', '.join(value['skipped'])}" if value["skipped"] else ""
+    return f"{rows} ({value['data']}){skipped}"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check of the benchmarks in one go, for a lent GPU with few minutes (about 7 minutes on an H100):
+# Every GPU check of the benchmarks in one go, for a lent GPU with few minutes (about 7 minutes on an H100 before
+# the last step, which stops starting methods after 5 minutes of its own):
 #
 #   benchmarks/gpu_all.sh DATA_ROOT REFERENCE_CHECKOUT OUT_DIR [CONDENSE_MINUTES]
 #
@@ -23,5 +24,8 @@ step "dm against the reference main_DM.py" \
 step "dm and dsa at IPC 10, dc-300ep evaluation (anchors: DM 48.9, DSA 52.1)" \
     "$py" "$here/condensation.py" --device cuda --preset cifar10-cpu --data-root "$data" --ipc 10 --methods dm,dsa \
     --budget-minutes "$minutes" --eval-runs 5 --quiet --out "$out/condense-cifar10-gpu.json"
+step "every unlearning method on the GPU (ResNet-18, defaults; none started after 5 minutes)" \
+    "$py" "$here/gpu.py" --device cuda --data-root "$data" --epochs 10 --parts dcu_vs_retrain --methods all \
+    --budget-minutes 5 --quiet --out "$out/gpu-methods-cuda.json"
 echo "== done ($(date +%T)), status $status"
 exit $status

@@ -4,7 +4,9 @@ preset's original, then each training id's OUT confidence mean and spread, writt
     python benchmarks/reference_targets.py --preset audit --data-root DIR --seed 0 --shadows 16 --threads 1
 
 Writes runs/reference-<preset>-seed<seed>.pt and benchmarks/results/reference-<preset>-seed<seed>.json (the
-offline seconds, the offset, the shadows). The store (runs/shadows-<preset>-seed<seed>) resumes after a stop.
+offline seconds, the offset, the shadows). The store (runs/shadows-<preset>-seed<seed>, or --store) resumes
+after a stop. A store's masks are seeded per index, so a larger store (--store, --shadows 32) may start from a
+smaller one's shadow files, copied or linked in.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shadows", type=int, default=16)
+    parser.add_argument("--store", default=None, help="shadow store folder (default runs/shadows-<preset>-seed<seed>)")
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--out", default=None, help="reference file (default runs/reference-<preset>-seed<seed>.pt)")
     parser.add_argument("--results", default=None, help="JSON (default benchmarks/results/reference-<preset>-seed<seed>.json)")
@@ -40,7 +43,7 @@ def main(argv=None) -> int:
     set_quiet(args.quiet)
     set_threads(args.threads)
     _, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
-    store = ShadowStore.create(Path("runs") / f"shadows-{args.preset}-seed{args.seed}", splits, meta,
+    store = ShadowStore.create(Path(args.store or f"runs/shadows-{args.preset}-seed{args.seed}"), splits, meta,
                                count=args.shadows, seed=args.seed)
     start = time.perf_counter()
     trained = store.fill(splits)
@@ -58,7 +61,7 @@ def main(argv=None) -> int:
                if files else None,
                "reference_seconds": time.perf_counter() - start, "offset": reference["offset"],
                "min_out": reference["min_out"], "ids_with_fewer_than_2_out": reference["filled_in"], "out_std_median": float(reference["out_std"].median()),
-               "reference_file": str(out)}
+               "store": str(store.path), "reference_file": str(out)}
     results = Path(args.results or RESULTS / f"reference-{args.preset}-seed{args.seed}.json")
     atomic_write_json(summary, results)
     print(summary, flush=True)

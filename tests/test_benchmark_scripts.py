@@ -14,12 +14,27 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--tiny", "--quiet",
-                    "--out", str(out)], check=True, timeout=600, cwd=tmp_path)
+                    "--methods", "retrain,dcu,ssd", "--out", str(out)], check=True, timeout=600, cwd=tmp_path)
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["tiny"]
     assert all(t["images_per_second"] > 0 for t in result["throughput"])
     assert result["dm"]["iterations_per_second"] > 0
-    assert set(result["dcu_vs_retrain"]["methods"]) == {"retrain", "dcu"} and result["dcu_vs_retrain"]["rte"] > 0
+    part = result["dcu_vs_retrain"]
+    assert set(part["methods"]) == {"retrain", "dcu", "ssd"} and part["rte"] > 0 and not part["skipped"]
+    assert part["rte"] == part["methods"]["retrain"]["seconds"] / part["methods"]["dcu"]["seconds"]
+    assert all(row["device"] == "cpu" for row in part["methods"].values())
+
+
+def test_gpu_benchmark_skips_methods_past_its_budget(tmp_path):
+    out = tmp_path / "gpu.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--tiny", "--quiet",
+                    "--parts", "dcu_vs_retrain", "--methods", "finetune,ssd", "--budget-minutes", "0.0001",
+                    "--out", str(out)],
+                   check=True, timeout=600, cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert "throughput" not in result and "dm" not in result
+    part = result["dcu_vs_retrain"]
+    assert part["methods"] == {} and part["skipped"] == ["finetune", "ssd"] and "rte" not in part
 
 
 FAKE_REFERENCE_UTILS = '''
