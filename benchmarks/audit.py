@@ -120,10 +120,11 @@ def main(argv=None) -> int:
         methods, settings = kept + methods, {**{m: earlier["settings"][m] for m in kept}, **settings}
     card = scorecard(store, splits, methods=methods)
     role = seed_role(preset, args.seed)
+    made = ({"images": len(condensed), "offline_seconds": condensed.timings["condense_seconds"]} if condensed is not None
+            else (earlier or {}).get("condensed"))   # a run that added methods without one keeps the set dcu's rows used
     entry = {**provenance(), "preset": args.preset, "config": preset, "scenario": args.scenario, "seed": args.seed,
              "seed_role": role, "settings": settings, "original_train_seconds": meta["times"]["online_seconds"],
-             "condensed": {"images": len(condensed), "offline_seconds": condensed.timings["condense_seconds"]}
-             if condensed is not None else None, **card}
+             "condensed": made, **card}
     write_entry(out, entry)
     return 0
 

@@ -29,6 +29,17 @@ def front(points):
                   key=lambda p: p["rte"])
 
 
+def reference_store_seconds(preset: str, seed, reference: str) -> float:
+    """The training time of the shadow store behind a reference file, from the reference_targets.py JSON that
+    wrote it: the seconds per shadow of the run that trained them, times the store's shadows (a store grown
+    from a smaller one trained only part of them in that run)."""
+    for made in sorted(RESULTS.glob(f"reference-{preset}-seed{seed}*.json")):
+        entry = json.loads(made.read_text())
+        if entry.get("reference_file", f"runs/reference-{preset}-seed{seed}.pt") == reference:
+            return entry["shadow_seconds_from_file_times"] * entry["shadows"] / max(entry["shadows_trained_now"], 1)
+    raise FileNotFoundError(f"No benchmarks/results/reference-{preset}-seed{seed}*.json wrote {reference}.")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--audit", default=str(RESULTS / "audit-audit-random.json"))
@@ -49,8 +60,7 @@ def main(argv=None) -> int:
             base = name.split("@")[0]
             offline = (condense if base == "dcu" else 0.0) + extra_offline.get(name, 0.0)
             if run["settings"].get(name, {}).get("reference"):   # the reference store's shadows, made for this seed
-                made = RESULTS / f"reference-{run['preset']}-seed{seed}.json"
-                offline += json.loads(made.read_text())["shadow_seconds_from_file_times"]
+                offline += reference_store_seconds(run["preset"], seed, run["settings"][name]["reference"])
             per_method.setdefault(name, []).append(
                 {"seed": int(seed), "score": row["forgetting_score"], "ulira": row["ulira"]["auc"],
                  "rte": retrain / row["seconds"], "seconds": row["seconds"], "retrain_seconds": retrain,

@@ -189,7 +189,7 @@ def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path)
 def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     out = tmp_path / "audit.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
-                          "--models", "3", "--methods", "finetune", "--store", str(tmp_path / "store"),
+                          "--models", "3", "--methods", "finetune,dcu", "--store", str(tmp_path / "store"),
                           "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet", "--threads", "1"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -203,21 +203,22 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     # a score added later: --rescore recomputes the rows from the stored logits, the rest of the entry kept
     stored = json.loads(out.read_text())
     del stored["runs"]["0"]["rows"]["finetune"]["loss_lr"]
-    stored["runs"]["0"]["settings"] = {"finetune": {"marker": 1}}
+    stored["runs"]["0"]["settings"] = {"finetune": {"marker": 1}, "dcu": {}}
     out.write_text(json.dumps(stored))
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
                     "--rescore", "--out", str(out), "--quiet"], check=True, timeout=300)
     again = json.loads(out.read_text())["runs"]["0"]
     assert again["rows"]["finetune"]["loss_lr"] == rows["finetune"]["loss_lr"]
     assert again["rows"]["finetune"]["epsilons"] == rows["finetune"]["epsilons"]
-    assert again["settings"] == {"finetune": {"marker": 1}}
+    assert again["settings"] == {"finetune": {"marker": 1}, "dcu": {}}
     # a method added later is built alone and joins the seed's rows
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
                     "--models", "3", "--methods", "gradient_ascent", "--store", str(tmp_path / "store"), "--work-dir",
                     str(tmp_path / "work"), "--out", str(out), "--quiet", "--threads", "1"], check=True, timeout=300)
     joined = json.loads(out.read_text())["runs"]["0"]
-    assert {"finetune", "gradient_ascent"} <= set(joined["rows"]) and set(joined["settings"]) == {"finetune",
-                                                                                                   "gradient_ascent"}
+    assert {"finetune", "dcu", "gradient_ascent"} <= set(joined["rows"])
+    assert set(joined["settings"]) == {"finetune", "dcu", "gradient_ascent"}
+    assert joined["condensed"] == result["condensed"] and result["condensed"]["images"] > 0   # dcu's set, kept
 
 
 def test_retrain_schedule_finds_the_fastest_schedule_then_times_against_it(tmp_path):
