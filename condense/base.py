@@ -160,6 +160,7 @@ class Condenser:
         self.progress_every: int = 50               # ... every this many iterations
         self.history: List[float] = []              # the matching loss per iteration, for the loss plot
         self.device = torch.device("cpu")           # where an iterative method computes (dm so far)
+        self.normalisation = ((0.0,), (1.0,))       # the dataset's per-channel mean and std, set by ``condense``
         self.identity: Dict[str, Any] = {}          # what a progress file must have been made for
         self.earlier_seconds = 0.0                  # condensation time before a resume
         self.started = time.perf_counter()
@@ -207,14 +208,18 @@ class Condenser:
         self.earlier_seconds = float(saved.get("elapsed_seconds", 0.0))
         return saved["iteration"]
 
-    def iterations(self, tag: str, syn: torch.Tensor, optimizer: torch.optim.Optimizer, generator: torch.Generator):
-        """The iteration numbers still to run (after a resume), within ``max_seconds``, each with the global
-        seed drawn from ``generator`` so the random networks are the same in a resumed run."""
+    def iterations(self, tag: str, syn: torch.Tensor, optimizer: torch.optim.Optimizer, generator: torch.Generator,
+                   max_seconds: Optional[float] = None, total: Optional[int] = None):
+        """The iteration numbers still to run (after a resume) of ``total`` (default: the config's ``iterations``),
+        within ``max_seconds`` (default: the config's), each with the global seed drawn from ``generator`` so the
+        random networks are the same in a resumed run."""
         cfg = self.cfg
+        limit = cfg.max_seconds if max_seconds is None else max_seconds
+        total = cfg.iterations if total is None else total
         first = self.resume(tag, syn, optimizer, generator)
         started = time.perf_counter()
-        for iteration in progress(range(first, cfg.iterations), desc=tag, unit="it", initial=first, total=cfg.iterations):
-            if cfg.max_seconds is not None and time.perf_counter() - started > cfg.max_seconds:
+        for iteration in progress(range(first, total), desc=tag, unit="it", initial=first, total=total):
+            if limit is not None and time.perf_counter() - started > limit:
                 return
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
             yield iteration
@@ -237,6 +242,7 @@ class Condenser:
         if int(counts.min()) < self.cfg.ipc:
             raise ValueError(f"ipc={self.cfg.ipc} but class {int(counts.argmin())} has only {int(counts.min())} images.")
         torch.manual_seed(self.cfg.seed)
+        self.normalisation = (tuple(splits.mean), tuple(splits.std))
         start = self.started = time.perf_counter()
         cset = self.build(train, splits.num_classes, model)
         if not torch.isfinite(cset.images).all():

@@ -266,3 +266,28 @@ def test_reference_targets_then_audit_then_diagnostics(tmp_path):
     assert set(diag["ensembles"]) == {"dcu", "dcu@ref"} and diag["retrain_models"] == 6
     short, long, untouched = *diag["fit"], diag["original against the reference prediction"]
     assert long["mean_abs_error"] < short["mean_abs_error"] < untouched["mean_abs_error"]
+
+
+def test_refresh_benchmark_times_each_request_on_a_saved_set(tmp_path):
+    sets, out = tmp_path / "sets", tmp_path / "refresh.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--ipc", "2",
+                    "--methods", "ncfm", "--eval-runs", "1", "--protocol", "dc-cpu", "--budget-minutes", "1",
+                    "--set", "ncfm.iterations=4", "--set", "ncfm.net_width=16", "--set", "ncfm.num_freqs=64",
+                    "--set", "ncfm.num_models=1", "--set", "ncfm.pretrain_epochs=1", "--set", "ncfm.buckets=true",
+                    "--label", "bucketed", "--save-dir", str(sets), "--out", str(tmp_path / "condense.json"),
+                    "--quiet"], check=True, timeout=600, cwd=tmp_path)
+    saved = sets / "smoke-ncfm-bucketed-ipc2.pt"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refresh.py"), "--preset", "smoke", "--condensed",
+                    str(saved), "--requests", "random:0.002,class:3", "--set", "refresh_iterations=2",
+                    "--eval-runs", "1", "--protocol", "dc-cpu", "--out", str(out), "--quiet"],
+                   check=True, timeout=600, cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["condensed"]["buckets"] == 20 and result["condensed"]["settings"]["refresh_iterations"] == 2
+    few, one_class = result["requests"]
+    assert 1 <= few["buckets_remade"] <= few["forget"] <= 5   # a few ids touch at most as many buckets
+    assert one_class["buckets_remade"] == 0 and one_class["buckets_dropped"] == 2   # a whole class goes
+    assert one_class["images_after"] == result["condensed"]["images"] - 2 * 4
+    assert all(0 < r["seconds"] and 0.1 < r["evaluation"]["mean"] <= 1.0 for r in result["requests"])
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refresh.py"), "--preset", "smoke", "--condensed",
+                          str(saved), "--set", "no_such_setting=1"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "no_such_setting" in bad.stderr

@@ -111,3 +111,69 @@ def test_condensers_validate_their_settings(digits):
         condense.get_condenser("fdm", ipc=5).condense(digits)
     with pytest.raises(ValueError, match="has only"):
         condense.get_condenser("random", ipc=1000).condense(digits)
+
+
+def test_ncfm_loss_is_the_characteristic_function_discrepancy():
+    """The amplitude and phase terms equal |phi_r - phi_s|^2 split the reference's way, per class."""
+    from condense.ncfm import cf_loss
+
+    gen = torch.Generator().manual_seed(0)
+    real, syn = torch.randn(12, 5, generator=gen), torch.randn(6, 5, generator=gen)
+    real_group, syn_group = torch.tensor([0] * 7 + [1] * 5), torch.tensor([0, 1, 0, 1, 1, 0])
+    t = torch.randn(9, 5, generator=gen)
+    expected = 0.0
+    for g in (0, 1):
+        phi_r = torch.exp(1j * (real[real_group == g] @ t.T)).mean(0)
+        phi_s = torch.exp(1j * (syn[syn_group == g] @ t.T)).mean(0)
+        # with alpha = beta = 1 the two terms add up to |phi_r - phi_s|^2
+        expected += (phi_r - phi_s).abs().mean()
+    got = cf_loss(real, syn, real_group, syn_group, 2, t, 1.0, 1.0)
+    assert torch.allclose(got, expected.float(), atol=1e-5)
+    same = cf_loss(real, real, real_group, real_group, 2, t, 0.5, 0.5)
+    assert float(same) < 1e-4 < float(cf_loss(real, real + 1.0, real_group, real_group, 2, t, 0.5, 0.5))
+
+
+def test_ncfm_multi_formation_tiles_real_images_and_decodes_them_to_full_size():
+    from condense.ncfm import decode, encode_init
+
+    shades = torch.arange(8).float().view(8, 1, 1, 1).expand(8, 3, 32, 32) / 8   # 8 flat images
+    stored = encode_init(shades, factor=2, count=2)                                # 2 stored images of 4 cells
+    assert stored.shape == (2, 3, 32, 32)
+    assert stored[0, 0, 0, 0] == shades[0, 0, 0, 0] and stored[0, 0, 0, 31] == shades[2, 0, 0, 0]
+    assert stored[1, 0, 31, 0] == shades[5, 0, 0, 0] and stored[1, 0, 31, 31] == shades[7, 0, 0, 0]
+    decoded = decode(stored, 2)
+    assert decoded.shape == (8, 3, 32, 32)
+    assert torch.allclose(decoded, shades)   # cell k of every stored image, in real image k's order
+    assert torch.equal(decode(stored, 1), stored)
+
+
+def test_ncfm_set_trains_on_factor_squared_images_per_stored_one(digits):
+    cset = condense.get_condenser("ncfm", ipc=2, iterations=40, net_width=16, batch_real=32, num_freqs=64,
+                                  num_models=1, pretrain_epochs=1).condense(digits)
+    assert len(cset) == 80 and torch.equal(torch.bincount(cset.labels), torch.full((10,), 8))
+    assert cset.state["stored"].shape == (20, 1, 8, 8)
+    history = cset.state["loss_history"]
+    assert sum(history[-10:]) < 0.9 * sum(history[:10])   # the matching loss falls
+    low = (0 - torch.tensor(digits.mean)) / torch.tensor(digits.std)
+    assert (cset.images >= low.view(1, -1, 1, 1) - 1e-5).all()   # pixels stay in [0, 1]
+    forget_ids = digits.train.ids[digits.train.labels == 3][:4]
+    refreshed = cset.refresh(forget_ids, digits.train.without(forget_ids))
+    changed = (refreshed.images != cset.images).flatten(1).any(1)
+    assert torch.equal(changed, cset.labels == 3)   # only the touched class is re-made
+
+
+def test_bucketed_ncfm_refresh_re_makes_only_the_touched_buckets(digits):
+    cset = condense.get_condenser("ncfm", ipc=3, iterations=6, net_width=16, batch_real=48, num_freqs=64,
+                                  num_models=1, pretrain_epochs=1, buckets=True).condense(digits)
+    assert len(cset) == 120 and torch.equal(torch.unique(cset.image_bucket), torch.arange(30))
+    # a bucket's members are of its image's class
+    member_class = digits.train.labels[digits.train.positions(cset.members)]
+    assert torch.equal(member_class, cset.member_bucket // 3)
+    assert torch.equal(cset.labels, cset.image_bucket // 3)
+    forget_ids = cset.bucket_members(7)[:2]
+    retain = digits.train.without(forget_ids)
+    refreshed = cset.refresh(forget_ids, retain, digits.train.subset(forget_ids))
+    changed = (refreshed.images != cset.images).flatten(1).any(1)
+    assert torch.equal(changed, cset.image_bucket == 7)
+    blind = cset.refresh(forget_ids, retain, None)   # made from the remaining members alone
+    assert torch.equal(blind.images, refreshed.images)

@@ -19,6 +19,8 @@ METHODS = {
     "dsa": {"iterations": 40, "net_width": 32, "batch_real": 64},
     "fdm": {},
     "mi": {"inverter_steps": 150},
+    "ncfm": {"iterations": 60, "net_width": 32, "batch_real": 64, "num_freqs": 512, "num_models": 1,
+             "pretrain_epochs": 2, "factor": 1},
 }
 
 
@@ -63,11 +65,13 @@ def test_dsa_applies_one_transformation_to_real_and_synthetic_batches():
     assert torch.equal(flipped, real.flip(3))
 
 
-@pytest.mark.parametrize("name", ["dm", "dc"])
+@pytest.mark.parametrize("name", ["dm", "dc", "ncfm"])
 def test_resumed_condensation_equals_an_uninterrupted_run(digits, tmp_path, name):
     settings = {"ipc": 1, "iterations": 6, "net_width": 16, "batch_real": 32}
     if name == "dc":
         settings["inner_loop"] = 2
+    if name == "ncfm":
+        settings.update(num_models=1, pretrain_epochs=1, num_freqs=64)
     whole = condense.get_condenser(name, **settings).condense(digits)
 
     class Interrupted(Exception):
@@ -90,7 +94,7 @@ def test_resumed_condensation_equals_an_uninterrupted_run(digits, tmp_path, name
         condense.get_condenser(name, **{**settings, "iterations": 7}).resumable(tmp_path / "progress.pt").condense(digits)
 
 
-@pytest.mark.parametrize("name", ["dc", "herding", "kcenter", "mi"])
+@pytest.mark.parametrize("name", ["dc", "herding", "kcenter", "mi", "ncfm"])
 def test_refresh_never_sees_forgotten_pixels(digits, mlp, name):
     cset = condense.get_condenser(name, ipc=2, **METHODS[name]).condense(digits, mlp, "hash")
     forget_ids = torch.cat([cset.members[cset.member_bucket == cset.image_bucket[0]][:3],
