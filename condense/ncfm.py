@@ -110,9 +110,10 @@ def decode(stored: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(torch.cat(cells), size=(h, w), mode="bilinear", align_corners=False)
 
 
-def encode_init(real: torch.Tensor, factor: int, count: int) -> torch.Tensor:
-    """``count`` stored images tiled from ``count * factor**2`` real ones (nearest downsampling, as the
-    reference's "mix" initialisation): real image ``k * count + n`` fills cell ``k`` of stored image ``n``."""
+def encode_init(real: torch.Tensor, factor: int, count: int, mode: str = "nearest") -> torch.Tensor:
+    """``count`` stored images tiled from ``count * factor**2`` real ones (``mode`` downsampling: nearest in
+    the reference's "mix" initialisation, bilinear in IDM's): real image ``k * count + n`` fills cell ``k`` of
+    stored image ``n``."""
     if factor == 1:
         return real[:count].clone()
     h, w = real.shape[-2:]
@@ -124,7 +125,9 @@ def encode_init(real: torch.Tensor, factor: int, count: int) -> torch.Tensor:
         left = 0
         for j in range(factor):
             cols = base + 1 if j < extra else base
-            out[:, :, top:top + rows, left:left + cols] = F.interpolate(real[k * count:(k + 1) * count], size=(rows, cols))
+            out[:, :, top:top + rows, left:left + cols] = F.interpolate(
+                real[k * count:(k + 1) * count], size=(rows, cols), mode=mode,
+                **({} if mode == "nearest" else {"align_corners": False}))
             left += cols
             k += 1
         top += rows

@@ -177,3 +177,27 @@ def test_bucketed_ncfm_refresh_re_makes_only_the_touched_buckets(digits):
     assert torch.equal(changed, cset.image_bucket == 7)
     blind = cset.refresh(forget_ids, retain, None)   # made from the remaining members alone
     assert torch.equal(blind.images, refreshed.images)
+
+
+def test_idm_queue_networks_learn_and_regularise_the_synthetic_images(digits):
+    """The queue's networks train on real data as condensation goes, and the class-aware term (weighted by their
+    accuracy) pulls the synthetic images towards their labels."""
+    from condense.idm import IDM
+
+    condenser = IDM(ipc=2, iterations=30, net_width=16, batch_real=32, train_steps=3, new_net_every=10, factor=2)
+    trained = []
+    original = condenser._train_member
+
+    def spy(member, *args):
+        original(member, *args)
+        trained.append(member["accuracy"])
+
+    condenser._train_member = spy
+    cset = condenser.condense(digits)
+    assert len(cset) == 80 and torch.equal(torch.bincount(cset.labels), torch.full((10,), 8))
+    assert len(trained) == 60 and max(trained[-10:]) > 50   # networks reach well above chance (10%) on digits
+    without = IDM(ipc=2, iterations=30, net_width=16, batch_real=32, train_steps=3, new_net_every=10, factor=2,
+                  ce_weight=0.0).condense(digits)
+    judge = dcu.create_model("convnet", in_channels=1, num_classes=10, image_size=8, width=32)
+    train(judge, digits.train, TrainConfig(epochs=20, batch_size=64, lr=0.05, seed=0))
+    assert accuracy(judge, cset.as_imageset()) > accuracy(judge, without.as_imageset())

@@ -19,6 +19,7 @@ METHODS = {
     "dsa": {"iterations": 40, "net_width": 32, "batch_real": 64},
     "fdm": {},
     "mi": {"inverter_steps": 150},
+    "idm": {"iterations": 80, "net_width": 32, "batch_real": 64, "train_steps": 2, "factor": 1},
     "ncfm": {"iterations": 60, "net_width": 32, "batch_real": 64, "num_freqs": 512, "num_models": 1,
              "pretrain_epochs": 2, "factor": 1},
 }
@@ -94,7 +95,7 @@ def test_resumed_condensation_equals_an_uninterrupted_run(digits, tmp_path, name
         condense.get_condenser(name, **{**settings, "iterations": 7}).resumable(tmp_path / "progress.pt").condense(digits)
 
 
-@pytest.mark.parametrize("name", ["dc", "herding", "kcenter", "mi", "ncfm"])
+@pytest.mark.parametrize("name", ["dc", "herding", "kcenter", "idm", "mi", "ncfm"])
 def test_refresh_never_sees_forgotten_pixels(digits, mlp, name):
     cset = condense.get_condenser(name, ipc=2, **METHODS[name]).condense(digits, mlp, "hash")
     forget_ids = torch.cat([cset.members[cset.member_bucket == cset.image_bucket[0]][:3],

@@ -82,7 +82,8 @@ def test_method_follows_the_model_device(setup, name, with_condensed):
 def test_condenser_follows_its_device(setup, name):
     splits, model, forget, retain, _ = setup
     quick = {"iterations": 2, "steps": 2, "inverter_steps": 2, "outer_loop": 1, "inner_loop": 1, "net_width": 8,
-             "batch_real": 16, "pretrain_epochs": 1, "num_freqs": 16}
+             "batch_real": 16, "pretrain_epochs": 1, "num_freqs": 16,
+             "train_steps": 1}
     condenser = condense.get_condenser(name, ipc=2)
     condenser = condense.get_condenser(name, ipc=2, **{k: v for k, v in quick.items() if hasattr(condenser.cfg, k)})
     host = _host_data(splits.train, splits.val, splits.test)
