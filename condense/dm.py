@@ -33,6 +33,28 @@ class DMConfig(MatchingConfig):
     dsa: bool = True            # the reference matches under DSA (one draw per class, shared by real and synthetic)
 
 
+def match_means(net: torch.nn.Module, images: torch.Tensor, pools: List[torch.Tensor], syn: torch.Tensor,
+                syn_group: torch.Tensor, dsa, gen: torch.Generator, batch_real: int, chunk: Optional[int]):
+    """DM's objective: the squared distance between each group's mean embedding of a real batch (``batch_real``
+    images drawn from ``pools[g]``) and of the synthetic images of group ``g`` (``syn_group``), both under one
+    DSA draw per group when ``dsa`` is given. Returns the loss and the synthetic embeddings."""
+    device, groups = syn.device, len(pools)
+    picks = [pool[torch.randperm(len(pool), generator=gen)[:batch_real]] for pool in pools]
+    real = images[torch.cat(picks).to(device, non_blocking=True)]
+    real_group = torch.cat([torch.full((len(p),), i) for i, p in enumerate(picks)]).to(device, non_blocking=True)
+    if dsa is not None:
+        per_group = {k: (v if k == "family" else v.to(device, non_blocking=True)) for k, v in dsa.sample(gen, groups).items()}
+        real, syn = dsa(real, dsa.take(per_group, real_group)), dsa(syn, dsa.take(per_group, syn_group))
+    with torch.no_grad():
+        emb_real = torch.cat([net.forward_features(part) for part in real.split(chunk or len(real))])
+    mean_real = torch.zeros(groups, emb_real.shape[1], device=device).index_add_(0, real_group, emb_real)
+    mean_real /= torch.bincount(real_group, minlength=groups).clamp(min=1).unsqueeze(1)
+    emb_syn = torch.cat([net.forward_features(part) for part in syn.split(chunk or len(syn))])
+    syn_count = torch.bincount(syn_group, minlength=groups).clamp(min=1).unsqueeze(1)
+    mean_syn = torch.zeros(groups, emb_syn.shape[1], device=device).index_add(0, syn_group, emb_syn) / syn_count
+    return ((mean_real - mean_syn) ** 2).sum(), emb_syn
+
+
 @register_condenser
 class DistributionMatching(Condenser):
     name = "dm"
@@ -50,7 +72,6 @@ class DistributionMatching(Condenser):
         in_ch, size = images.shape[1], images.shape[2]
         slot = {c: i for i, c in enumerate(classes)}
         syn_group = torch.tensor([slot[int(c)] for c in syn_labels], device=device)
-        syn_count = torch.bincount(syn_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
         dsa = for_images(cfg.dsa_strategy, images.shape[1]) if cfg.dsa else None
         chunk = cpu_chunk(cfg.net_width, size) if images.device.type == "cpu" else None
         self.history = []
@@ -58,21 +79,7 @@ class DistributionMatching(Condenser):
             net = create_model("convnet", in_channels=in_ch, num_classes=1, image_size=size, width=cfg.net_width,
                                depth=fit_depth(cfg.net_depth, size)).to(device)
             net.requires_grad_(False)
-            picks = [pool[torch.randperm(len(pool), generator=gen)[: cfg.batch_real]] for pool in pools]
-            real = images[torch.cat(picks).to(device, non_blocking=True)]
-            real_group = torch.cat([torch.full((len(p),), i) for i, p in enumerate(picks)]).to(device, non_blocking=True)
-            fake = syn
-            if dsa is not None:
-                per_class = {k: (v if k == "family" else v.to(device, non_blocking=True))
-                             for k, v in dsa.sample(gen, len(classes)).items()}
-                real, fake = dsa(real, dsa.take(per_class, real_group)), dsa(syn, dsa.take(per_class, syn_group))
-            with torch.no_grad():
-                emb_real = torch.cat([net.forward_features(part) for part in real.split(chunk or len(real))])
-            mean_real = torch.zeros(len(classes), emb_real.shape[1], device=device).index_add_(0, real_group, emb_real)
-            mean_real /= torch.bincount(real_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
-            emb_syn = torch.cat([net.forward_features(part) for part in fake.split(chunk or len(fake))])
-            mean_syn = torch.zeros(len(classes), emb_syn.shape[1], device=device).index_add(0, syn_group, emb_syn) / syn_count
-            loss = ((mean_real - mean_syn) ** 2).sum()
+            loss, _ = match_means(net, images, pools, syn, syn_group, dsa, gen, cfg.batch_real, chunk)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -35,6 +35,7 @@ from dcu.seeds import derive
 from dcu.train import on_device
 
 from .base import Condenser, MatchingConfig, class_positions, cpu_chunk, new_set, register_condenser
+from .dm import match_means
 from .dsa import for_images
 from .ncfm import decode, encode_init
 
@@ -93,21 +94,8 @@ class IDM(Condenser):
                 queue = (queue + [self._new_net(channels, size, num_classes)])[-cfg.queue_size:]
             member = queue[picker.randrange(len(queue))]
             net = member["net"].eval().requires_grad_(False)
-            picks = [pool[torch.randperm(len(pool), generator=gen)[: cfg.batch_real]] for pool in pools]
-            real = images[torch.cat(picks).to(device, non_blocking=True)]
-            real_group = torch.cat([torch.full((len(p),), i) for i, p in enumerate(picks)]).to(device, non_blocking=True)
-            fake = decode(syn, cfg.factor)
-            if dsa is not None:
-                per_class = {k: (v if k == "family" else v.to(device, non_blocking=True))
-                             for k, v in dsa.sample(gen, len(classes)).items()}
-                real, fake = dsa(real, dsa.take(per_class, real_group)), dsa(fake, dsa.take(per_class, syn_group))
-            with torch.no_grad():
-                emb_real = torch.cat([net.forward_features(part) for part in real.split(chunk or len(real))])
-            mean_real = torch.zeros(len(classes), emb_real.shape[1], device=device).index_add_(0, real_group, emb_real)
-            mean_real /= torch.bincount(real_group, minlength=len(classes)).clamp(min=1).unsqueeze(1)
-            emb_syn = torch.cat([net.forward_features(part) for part in fake.split(chunk or len(fake))])
-            mean_syn = torch.zeros(len(classes), emb_syn.shape[1], device=device).index_add(0, syn_group, emb_syn) / syn_count
-            loss = ((mean_real - mean_syn) ** 2).sum()
+            loss, emb_syn = match_means(net, images, pools, decode(syn, cfg.factor), syn_group, dsa, gen, cfg.batch_real,
+                                        chunk)
             if cfg.ce_weight > 0 and member["accuracy"] > 0:
                 logits = net.forward_head(emb_syn)
                 per_image = F.cross_entropy(logits, syn_labels, reduction="none")

@@ -14,7 +14,8 @@ of the augmented synthetic images under the trained end of the pool network) is 
 Multi-formation, as the reference's ``factor 2``: each stored image is a ``factor x factor`` grid of smaller
 images, started from as many downsampled real images; what networks train on is the decoded set, every cell
 upsampled to full size, so an IPC of 10 stores 10 images per class and trains on ``10 * factor**2``. The set
-holds the decoded images (the stored grids are in ``state["stored"]``).
+holds the decoded images (the grids as first condensed are in ``state["stored"]``; a refresh re-makes decoded
+images only).
 
 Where this differs from the reference, and why:
 - the released CIFAR-10 configuration runs without the sampling network (``sampling_net: False``), so the
