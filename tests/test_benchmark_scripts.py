@@ -288,6 +288,9 @@ def test_refresh_benchmark_times_each_request_on_a_saved_set(tmp_path):
     assert one_class["buckets_remade"] == 0 and one_class["buckets_dropped"] == 2   # a whole class goes
     assert one_class["images_after"] == result["condensed"]["images"] - 2 * 4
     assert all(0 < r["seconds"] and 0.1 < r["evaluation"]["mean"] <= 1.0 for r in result["requests"])
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grids.py"), str(saved), "--out-dir", str(tmp_path)],
+                   check=True, timeout=300, cwd=tmp_path)
+    assert (tmp_path / "grid-smoke-ncfm-bucketed-ipc2.png").stat().st_size > 1000
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refresh.py"), "--preset", "smoke", "--condensed",
                           str(saved), "--set", "no_such_setting=1"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode != 0 and "no_such_setting" in bad.stderr
