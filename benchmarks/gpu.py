@@ -89,7 +89,7 @@ def dcu_vs_retrain(device, data_root, epochs: int, tiny: bool, methods=("retrain
             raise FileNotFoundError
         splits = load("cifar10", data_root).holdout(0.1, seed=0)
     except (FileNotFoundError, ValueError):
-        n = 2000 if tiny else 50000
+        n = 500 if tiny else 50000
         full = random_set(n, seed=2)
         test = random_set(n // 5, seed=3)
         splits = DatasetSplits(name="random", train=full, test=test, val=None, classes=[str(i) for i in range(10)],
@@ -106,7 +106,7 @@ def dcu_vs_retrain(device, data_root, epochs: int, tiny: bool, methods=("retrain
     forget_ids = random_ids(splits.train.ids, 0.1, 0)
     forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
     start = time.perf_counter()
-    cset = get_condenser("fdm", ipc=10 if tiny else 100).to(device).condense(splits, original, "")
+    cset = get_condenser("fdm", ipc=10 if tiny else 100, **({"steps": 10} if tiny else {})).to(device).condense(splits, original, "")
     sync(device)
     offline = time.perf_counter() - start
     out = {"data": source, "arch": arch, "epochs": epochs, "train_images": len(splits.train), "forget": len(forget),
@@ -164,10 +164,10 @@ def main(argv=None) -> int:
     result = {"benchmark": "gpu", "device": str(device), **provenance(),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "tiny": args.tiny, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    images, epochs = (512, 1) if args.tiny else (20000, 2)
+    images, batch, epochs = (64, 32, 1) if args.tiny else (20000, 256, 2)
     parts = {
-        "throughput": lambda: [throughput("convnet", device, images, 256, epochs, width=128),
-                               throughput("resnet18", device, images, 256, epochs)],
+        "throughput": lambda: [throughput("convnet", device, images, batch, epochs, width=128),
+                               throughput("resnet18", device, images, batch, epochs)],
         "dm": lambda: dm_speed(device, iterations=3 if args.tiny else 200, batch_real=32 if args.tiny else 256,
                                width=32 if args.tiny else 128),
         "dcu_vs_retrain": lambda: dcu_vs_retrain(device, args.data_root, 1 if args.tiny else args.epochs, args.tiny,

@@ -117,7 +117,7 @@ def test_list_and_module_entry_point():
     assert "models: convnet, mlp, resnet18, vgg11" in out
     listed = next(line for line in out.splitlines() if line.startswith("unlearning:"))
     assert all(name in listed for name in ("dcu", "finetune", "retrain", "salun", "scrub", "amun", "tmu"))
-    assert "condensation: dc, dm, dsa, fdm, herding, kcenter, mi, random" in out
+    assert "condensation: dc, dm, dsa, fdm, herding, idm, kcenter, mi, ncfm, random" in out
     assert "attacks: entropy, lira, loss_lr, rmia, svc_efficacy, ulira" in out
     helptext = subprocess.run([sys.executable, "-m", "dcu", "forget", "--help"], capture_output=True, text=True).stdout
     assert "--forget-frac" in helptext and "--condensed" in helptext

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression
 
 from dcu.data import ImageSet
 from dcu.seeds import derive
@@ -69,6 +68,8 @@ class TMU(Unlearner):
         pick = torch.randperm(len(retain_data), generator=torch.Generator().manual_seed(c.seed))[: 4 * len(val)]
         twin_data, _ = joined(ImageSet(retain_data.images[pick], retain_data.labels[pick]), val)
         train(twin, twin_data, self.schedule(epochs=c.twin_epochs, seed=c.seed), desc="tmu twin")
+        from sklearn.linear_model import LogisticRegression  # imported here: sklearn costs seconds at startup
+
         predictor = LogisticRegression(max_iter=1000, class_weight="balanced")
         if gold_right.all() or not gold_right.any():
             forget_wrong = torch.zeros(len(forget), dtype=torch.bool) if gold_right.all() else torch.ones(len(forget), dtype=torch.bool)
