@@ -38,15 +38,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def table(card) -> str:
     head = ("| ensemble | models | forgetting score | F | U-LiRA AUC | U-LiRA TPR@1% | KLoM forget / retain / val "
-            "(95th pct) | loss_lr | retain acc | forget acc | test acc | probe on forget | relearn forget | seed spread | "
+            "(95th pct) | loss_lr | retain acc | forget acc | val acc | test acc | probe on forget | relearn forget | seed spread | "
             "ε capped | seconds |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     pct = lambda row, key: f"{100 * row[key]:.2f}" if key in row else "—"  # noqa: E731
     for name, row in card["rows"].items():
         kl = " / ".join(f"{row['klom'][s]:.2f}" for s in ("forget", "retain", "val") if s in row["klom"])
         lines.append(f"| {name} | {row['models']} | {row['forgetting_score']:.4f} | {row['forgetting_quality']:.4f} | "
                      f"{row['ulira']['auc']:.4f} | {100 * row['ulira']['tpr_at_1fpr']:.2f} | {kl} | {pct(row, 'loss_lr')} | "
-                     f"{pct(row, 'retain_acc')} | {pct(row, 'forget_acc')} | {pct(row, 'test_acc')} | "
+                     f"{pct(row, 'retain_acc')} | {pct(row, 'forget_acc')} | {pct(row, 'val_acc')} | {pct(row, 'test_acc')} | "
                      f"{pct(row, 'probe_forget_acc')} | {pct(row, 'relearn_forget_acc')} | {row['seed_spread']:.3f} | "
                      f"{row['epsilon_capped']} | {row['seconds']:.2f} |")
     return "\n".join(lines)

@@ -66,6 +66,26 @@ def test_dcu_forgets_a_whole_class(digits, mlp):
     assert result.stats["steps"] == 0 and result.stats["forget_trained"] == 0
 
 
+def test_dcu_class_reset_remakes_the_tail_as_a_retrained_model_would(digits, mlp):
+    """With class_reset a whole-class request re-initialises the tail and trains it on the condensed set: the
+    class is gone from the output, its row is a learnt negative (not pinned off, so a few forget images bring it
+    back, as they do for a retrained model)."""
+    from dcu.workflows.audit import probes
+
+    forget_ids = digits.train.ids[digits.train.labels == 7]
+    forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
+    cset = condense.get_condenser("fdm", ipc=10).condense(digits, mlp, "")
+    runs = {reset: unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN, class_reset=reset).unlearn(
+        mlp, retain, forget, condensed=cset, val=digits.val) for reset in (False, True)}
+    masked, remade = runs[False].model, runs[True].model
+    assert runs[True].stats["steps"] > 0 and accuracy(remade, forget) < 0.02
+    assert accuracy(remade, retain) > accuracy(mlp, retain) - 0.05
+    head = remade.get_classifier()
+    assert head.bias[7] > -50 and masked.get_classifier().bias[7] == -1e3
+    seen = {name: probes(model, digits, forget, retain) for name, model in (("masked", masked), ("remade", remade))}
+    assert seen["remade"]["relearn_forget_acc"] > 0.5 > seen["masked"]["relearn_forget_acc"]
+
+
 def test_dcu_trains_only_the_samples_of_classes_that_remain(digits, mlp):
     whole = digits.train.ids[digits.train.labels == 7]
     some = random_ids(digits.train.ids[digits.train.labels != 7], 0.05, 0)
