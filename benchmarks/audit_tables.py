@@ -21,6 +21,7 @@ COLUMNS = [  # (header, how to read a row, format)
     ("loss_lr", lambda r: 100 * r["loss_lr"] if "loss_lr" in r else None, "{:.1f}"),
     ("retain", lambda r: 100 * r["retain_acc"], "{:.1f}"),
     ("forget", lambda r: 100 * r["forget_acc"], "{:.1f}"),
+    ("val", lambda r: 100 * r["val_acc"] if "val_acc" in r else None, "{:.1f}"),
     ("test", lambda r: 100 * r["test_acc"], "{:.1f}"),
     ("probe", lambda r: 100 * r["probe_forget_acc"] if "probe_forget_acc" in r else None, "{:.1f}"),
     ("relearn", lambda r: 100 * r["relearn_forget_acc"] if "relearn_forget_acc" in r else None, "{:.1f}"),

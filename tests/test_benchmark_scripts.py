@@ -313,3 +313,26 @@ def test_refresh_benchmark_times_each_request_on_a_saved_set(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refresh.py"), "--preset", "smoke", "--condensed",
                           str(saved), "--set", "no_such_setting=1"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode != 0 and "no_such_setting" in bad.stderr
+
+
+def test_audit_tables_average_each_row_over_the_seeds_it_ran_on(tmp_path, capsys):
+    def row(score, val=None):
+        r = {"forgetting_score": score, "forgetting_quality": score, "ulira": {"auc": 0.5, "tpr_at_1fpr": 0.01},
+             "klom": {"forget": 1.0}, "retain_acc": 0.7, "forget_acc": 0.6, "test_acc": 0.6, "seconds": 1.0}
+        return {**r, "val_acc": val} if val is not None else r
+
+    runs = {"100": {"seed_role": "evaluation", "rows": {"ceiling (retrain vs retrain)": row(0.2, 0.5),
+                                                        "dcu": row(0.1, 0.5), "late": row(0.2, 0.4)}},
+            "101": {"seed_role": "evaluation", "rows": {"ceiling (retrain vs retrain)": row(0.1, 0.5),
+                                                        "dcu": row(0.1)}},
+            "0": {"seed_role": "development", "rows": {"ceiling (retrain vs retrain)": row(9.0)}}}
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps({"benchmark": "audit", "runs": runs}))
+    script([sys.executable, str(ROOT / "benchmarks" / "audit_tables.py"), str(path)])
+    lines = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in capsys.readouterr().out.splitlines()
+             if line.startswith("| ") and "---" not in line}
+    assert lines["ceiling (retrain vs retrain)"][1:4] == ["all", "0.150", "100%"]   # development seed 0 left out
+    assert lines["dcu"][1:4] == ["all", "0.100", "75%"]   # the mean of its shares of each seed's ceiling
+    assert lines["late"][1:4] == ["100", "0.200", "100%"]
+    header = lines["ensemble"]
+    assert lines["dcu"][header.index("val")] == "—" and lines["late"][header.index("val")] == "40.0"
