@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on small data (the GPU one in its tiny CPU form), as CI can check."""
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,14 +24,17 @@ def script(argv, *, check=True, timeout=None, cwd=None):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     where, argv_before = os.getcwd(), sys.argv
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     os.chdir(cwd or where)
     sys.argv = [str(a) for a in argv[1:]]
     try:
         code = module.main([str(a) for a in argv[2:]])
-    finally:
+    finally:   # what a script sets for its own process: the directory, argv, quiet, logging
         os.chdir(where)
         sys.argv = argv_before
         set_quiet(False)
+        root.handlers[:], root.level = handlers, level
     assert not (check and code), f"{path.name} {' '.join(map(str, argv[2:]))} exited {code}"
 
 
