@@ -340,3 +340,15 @@ def test_audit_tables_average_each_row_over_the_seeds_it_ran_on(tmp_path, capsys
     assert lines["late"][1:4] == ["100", "0.200", "100%"]
     header = lines["ensemble"]
     assert lines["dcu"][header.index("val")] == "—" and lines["late"][header.index("val")] == "40.0"
+
+
+def test_class_reset_benchmark_compares_both_answers_to_a_class_request(tmp_path):
+    out = tmp_path / "class.json"
+    script([sys.executable, str(ROOT / "benchmarks" / "class_reset.py"), "--preset", "smoke", "--seed", "0",
+            "--forget-class", "3", "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet"])
+    result = json.loads(out.read_text())
+    assert result["seed_role"] == "development" and result["forget_class"] == 3 and result["versions"]["torch"]
+    original, mask, reset = (result["rows"][k] for k in ("original", "dcu (switched-off row)", "dcu class_reset"))
+    assert original["forget_acc"] > 0.8 and mask["forget_acc"] == 0.0 and reset["forget_acc"] < 0.05
+    assert reset["settings"] == {"class_reset": True} and mask["retain_acc"] >= original["retain_acc"] - 0.01
+    assert reset["retain_acc"] > 0.5 and reset["steps"] > 0 == mask["steps"]   # the classifier re-made, or not
