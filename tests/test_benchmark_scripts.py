@@ -15,8 +15,8 @@ from dcu.progress import set_quiet
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def script(argv, *, check=True, timeout=None, cwd=None):
-    """``script([sys.executable, SCRIPT, *args], check=True, cwd=cwd)`` for a benchmark script, run in
+def script(argv, *, cwd=None):
+    """``subprocess.run([sys.executable, SCRIPT, *args], check=True, cwd=cwd)`` for a benchmark script, run in
     this process: its ``main(args)`` from ``cwd`` with ``sys.argv`` set, without paying torch's and the
     methods' imports again (about a third of this file's time went to them). Refusals stay subprocesses."""
     path = Path(argv[1])
@@ -35,13 +35,13 @@ def script(argv, *, check=True, timeout=None, cwd=None):
         sys.argv = argv_before
         set_quiet(False)
         root.handlers[:], root.level = handlers, level
-    assert not (check and code), f"{path.name} {' '.join(map(str, argv[2:]))} exited {code}"
+    assert not code, f"{path.name} {' '.join(map(str, argv[2:]))} exited {code}"
 
 
 def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     script([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--tiny", "--quiet",
-                    "--methods", "retrain,dcu,ssd", "--out", str(out)], check=True, timeout=600, cwd=tmp_path)
+           "--methods", "retrain,dcu,ssd", "--out", str(out)], cwd=tmp_path)
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["tiny"]
     assert all(t["images_per_second"] > 0 for t in result["throughput"])
@@ -55,9 +55,8 @@ def test_gpu_benchmark_runs_tiny_on_the_cpu(tmp_path):
 def test_gpu_benchmark_skips_methods_past_its_budget(tmp_path):
     out = tmp_path / "gpu.json"
     script([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--tiny", "--quiet",
-                    "--parts", "dcu_vs_retrain", "--methods", "finetune,ssd", "--budget-minutes", "0.0001",
-                    "--out", str(out)],
-                   check=True, timeout=600, cwd=tmp_path)
+           "--parts", "dcu_vs_retrain", "--methods", "finetune,ssd", "--budget-minutes", "0.0001",
+           "--out", str(out)], cwd=tmp_path)
     result = json.loads(out.read_text())
     assert "throughput" not in result and "dm" not in result
     part = result["dcu_vs_retrain"]
@@ -111,8 +110,8 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     out = tmp_path / "unlearn.json"
     base = [sys.executable, str(ROOT / "benchmarks" / "unlearning.py"), "--preset", "smoke", "--methods",
             "retrain,gradient_ascent", "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet"]
-    script(base + ["--seeds", "1"], check=True, timeout=600, cwd=tmp_path)
-    script(base + ["--seeds", "1", "--first-seed", "1", "--append"], check=True, timeout=600, cwd=tmp_path)
+    script(base + ["--seeds", "1"], cwd=tmp_path)
+    script(base + ["--seeds", "1", "--first-seed", "1", "--append"], cwd=tmp_path)
     result = json.loads(out.read_text())
     assert [r["seed"] for r in result["runs"]] == [0, 1]
     assert result["machine"]["cores"] >= 1 and result["versions"]["torch"]
@@ -121,7 +120,7 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
                            capture_output=True, text=True, timeout=600)
     assert clash.returncode != 0 and "holds smoke / random" in clash.stderr   # never mixes scenarios
     retrain_rows = [r["methods"]["retrain"] for r in result["runs"]]
-    script([*base[:5], "finetune", *base[6:], "--seeds", "2", "--update"], check=True, timeout=600, cwd=tmp_path)
+    script([*base[:5], "finetune", *base[6:], "--seeds", "2", "--update"], cwd=tmp_path)
     updated = json.loads(out.read_text())
     assert [list(r["methods"]) for r in updated["runs"]] == [["retrain", "gradient_ascent", "finetune"]] * 2
     assert [r["methods"]["retrain"] for r in updated["runs"]] == retrain_rows   # the reference is kept
@@ -129,7 +128,7 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     assert all("updates" not in r for r in updated["runs"])   # same preset: nothing to record
     updated["runs"][0]["split_sizes"]["val"] = 1   # as if the preset's held-out split had been smaller
     out.write_text(json.dumps(updated))
-    script([*base[:5], "finetune", *base[6:], "--seeds", "1", "--update"], check=True, timeout=600, cwd=tmp_path)
+    script([*base[:5], "finetune", *base[6:], "--seeds", "1", "--update"], cwd=tmp_path)
     run = json.loads(out.read_text())["runs"][0]
     assert run["updates"] == [{"methods": ["finetune"], "before": {"split_sizes": {**run["split_sizes"], "val": 1}}}]
 
@@ -138,9 +137,9 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     out = tmp_path / "condense.json"
     base = [sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--ipc", "2",
             "--eval-runs", "2", "--protocol", "dc-cpu", "--budget-minutes", "0.02", "--out", str(out), "--quiet"]
-    script(base + ["--methods", "random,dm"], check=True, timeout=600, cwd=tmp_path)
+    script(base + ["--methods", "random,dm"], cwd=tmp_path)
     script(base + ["--methods", "dm", "--set", "dm.batch_real=8", "--label", "batch_real 8",
-                           "--save-dir", str(tmp_path / "sets")], check=True, timeout=600, cwd=tmp_path)
+           "--save-dir", str(tmp_path / "sets")], cwd=tmp_path)
     rows = {r["method"]: r for r in json.loads(out.read_text())["runs"]}
     assert set(rows) == {"random", "dm", "dm (batch_real 8)"}
     assert rows["dm (batch_real 8)"]["settings"]["batch_real"] == 8 and rows["dm"]["settings"]["batch_real"] == 256
@@ -158,9 +157,8 @@ def test_attack_benchmark_scores_every_model_with_every_attack(tmp_path):
     base = [sys.executable, str(ROOT / "benchmarks" / "attacks.py"), "--preset", "smoke", "--shadows", "4",
             "--attacks", "lira,loss_lr", "--store", str(tmp_path / "store"), "--work-dir", str(tmp_path / "work"),
             "--out", str(out), "--quiet"]
-    script(base + ["--methods", "retrain,finetune"], check=True, timeout=600, cwd=tmp_path)
-    script(base + ["--methods", "finetune", "--set", "finetune.epochs=1", "--label", "1 epoch"], check=True,
-                   timeout=600, cwd=tmp_path)
+    script(base + ["--methods", "retrain,finetune"], cwd=tmp_path)
+    script(base + ["--methods", "finetune", "--set", "finetune.epochs=1", "--label", "1 epoch"], cwd=tmp_path)
     result = json.loads(out.read_text())
     assert result["shadows"] == 4
     assert list(result["models"]) == ["original", "retrain", "finetune", "finetune (1 epoch)"]   # the variant joins
@@ -181,8 +179,8 @@ def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path)
                                                   "methods": {"finetune": {"settings": {"epochs": 1}, "source": "x"}}}))
     base = [sys.executable, str(ROOT / "benchmarks" / "tune.py"), "--preset", "smoke", "--methods", "gradient_ascent",
             "--work-dir", str(tmp_path / "work"), "--out-dir", str(tmp_path), "--tuned-dir", str(tuned), "--quiet"]
-    script(base + ["--trials", "2"], check=True, timeout=600, cwd=tmp_path)
-    script(base + ["--trials", "3", "--write-defaults"], check=True, timeout=600, cwd=tmp_path)  # continues
+    script(base + ["--trials", "2"], cwd=tmp_path)
+    script(base + ["--trials", "3", "--write-defaults"], cwd=tmp_path)  # continues
     search = json.loads((tmp_path / "tune-smoke-gradient_ascent.json").read_text())
     assert search["finished"] and len(search["trials"]) == 3 and search["preset"] == "smoke"
     shipped = json.loads((tuned / "smoke.json").read_text())
@@ -190,21 +188,20 @@ def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path)
     entry = shipped["methods"]["gradient_ascent"]
     assert entry["settings"] == search["best"]["settings"] and "tune-smoke-gradient_ascent.json" in entry["source"]
     # a class-wise search adds settings for that scenario and keeps the random request's
-    script(base + ["--trials", "2", "--scenario", "class", "--write-defaults"], check=True, timeout=600, cwd=tmp_path)
+    script(base + ["--trials", "2", "--scenario", "class", "--write-defaults"], cwd=tmp_path)
     class_search = json.loads((tmp_path / "tune-smoke-gradient_ascent-class.json").read_text())
     assert class_search["scenario"] == "class"
     entry = json.loads((tuned / "smoke.json").read_text())["methods"]["gradient_ascent"]
     assert entry["settings"] == search["best"]["settings"]
     assert entry["scenarios"]["class"]["settings"] == class_search["best"]["settings"]
     # a method with no random-request entry gets one holding its own defaults beside the class settings
-    script(base[:5] + ["influence"] + base[6:] + ["--trials", "1", "--scenario", "class", "--write-defaults"],
-                   check=True, timeout=600, cwd=tmp_path)
+    script(base[:5] + ["influence"] + base[6:] + ["--trials", "1", "--scenario", "class", "--write-defaults"], cwd=tmp_path)
     entry = json.loads((tuned / "smoke.json").read_text())["methods"]["influence"]
     assert entry["settings"] == {} and "alpha" in entry["scenarios"]["class"]["settings"]
     # a hand sweep: every combination of a grid once, chosen by the same held-out rule
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"gradient_ascent": {"epochs": [1, 2], "lr": [0.002, 0.02]}}))
-    script(base + ["--grid", str(grid), "--write-defaults"], check=True, timeout=600, cwd=tmp_path)
+    script(base + ["--grid", str(grid), "--write-defaults"], cwd=tmp_path)
     sweep = json.loads((tmp_path / "tune-smoke-gradient_ascent-grid.json").read_text())
     assert sorted((t["settings"]["epochs"], t["settings"]["lr"]) for t in sweep["trials"]) == [
         (1, 0.002), (1, 0.02), (2, 0.002), (2, 0.02)]
@@ -216,8 +213,8 @@ def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path)
 def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     out = tmp_path / "audit.json"
     script([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
-            "--models", "3", "--methods", "finetune,dcu", "--store", str(tmp_path / "store"),
-            "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet", "--threads", "1"])
+           "--models", "3", "--methods", "finetune,dcu", "--store", str(tmp_path / "store"),
+           "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet", "--threads", "1"])
     result = json.loads(out.read_text())["runs"]["0"]
     assert result["preset"] == "smoke" and result["seed_role"] == "development" and result["versions"]["torch"]
     rows = result["rows"]
@@ -231,15 +228,15 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     stored["runs"]["0"]["settings"] = {"finetune": {"marker": 1}, "dcu": {}}
     out.write_text(json.dumps(stored))
     script([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
-                    "--rescore", "--out", str(out), "--quiet"], check=True, timeout=300)
+           "--rescore", "--out", str(out), "--quiet"])
     again = json.loads(out.read_text())["runs"]["0"]
     assert again["rows"]["finetune"]["loss_lr"] == rows["finetune"]["loss_lr"]
     assert again["rows"]["finetune"]["epsilons"] == rows["finetune"]["epsilons"]
     assert again["settings"] == {"finetune": {"marker": 1}, "dcu": {}}
     # a method added later is built alone and joins the seed's rows
     script([sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0",
-                    "--models", "3", "--methods", "gradient_ascent", "--store", str(tmp_path / "store"), "--work-dir",
-                    str(tmp_path / "work"), "--out", str(out), "--quiet", "--threads", "1"], check=True, timeout=300)
+           "--models", "3", "--methods", "gradient_ascent", "--store", str(tmp_path / "store"), "--work-dir",
+           str(tmp_path / "work"), "--out", str(out), "--quiet", "--threads", "1"])
     joined = json.loads(out.read_text())["runs"]["0"]
     assert {"finetune", "dcu", "gradient_ascent"} <= set(joined["rows"])
     assert set(joined["settings"]) == {"finetune", "dcu", "gradient_ascent"}
@@ -250,13 +247,13 @@ def test_retrain_schedule_finds_the_fastest_schedule_then_times_against_it(tmp_p
     out = tmp_path / "schedule.json"
     base = [sys.executable, str(ROOT / "benchmarks" / "retrain_schedule.py"), "--preset", "smoke", "--work-dir",
             str(tmp_path / "work"), "--out", str(out), "--quiet"]
-    script(base + ["--seeds", "0,1", "--epochs", "2,10"], check=True, timeout=600, cwd=tmp_path)
+    script(base + ["--seeds", "0,1", "--epochs", "2,10"], cwd=tmp_path)
     accuracy = json.loads(out.read_text())["accuracy"]
     assert sorted({r["epochs"] for r in accuracy["rows"]}) == [2, 10, 30] and len(accuracy["rows"]) == 6
     mean = lambda e: sum(r["val_acc"] for r in accuracy["rows"] if r["epochs"] == e) / 2   # noqa: E731
     assert mean(accuracy["fastest_epochs"]) >= mean(30) - accuracy["tolerance"]
     assert all(mean(e) < mean(30) - accuracy["tolerance"] for e in (2, 10) if e < accuracy["fastest_epochs"])
-    script(base + ["--seeds", "0", "--time", "--methods", "dcu"], check=True, timeout=600, cwd=tmp_path)
+    script(base + ["--seeds", "0", "--time", "--methods", "dcu"], cwd=tmp_path)
     timing = json.loads(out.read_text())["timing"]
     short = str(accuracy["fastest_epochs"])
     assert timing["methods"]["dcu"]["rte_fastest_schedule"] == pytest.approx(
@@ -276,7 +273,7 @@ def test_reference_targets_then_audit_then_diagnostics(tmp_path):
     per-example targets far better than the untouched original does."""
     def run(name, *args):
         script([sys.executable, str(ROOT / "benchmarks" / name), "--preset", "smoke", "--seed", "0",
-                "--work-dir", str(tmp_path / "work"), "--quiet", "--threads", "1", *args], cwd=tmp_path)
+               "--work-dir", str(tmp_path / "work"), "--quiet", "--threads", "1", *args], cwd=tmp_path)
 
     ref = tmp_path / "ref.pt"
     run("reference_targets.py", "--shadows", "4", "--out", str(ref), "--results", str(tmp_path / "ref.json"))
@@ -294,16 +291,15 @@ def test_reference_targets_then_audit_then_diagnostics(tmp_path):
 def test_refresh_benchmark_times_each_request_on_a_saved_set(tmp_path):
     sets, out = tmp_path / "sets", tmp_path / "refresh.json"
     script([sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--ipc", "2",
-                    "--methods", "ncfm", "--eval-runs", "1", "--protocol", "dc-cpu", "--budget-minutes", "1",
-                    "--set", "ncfm.iterations=4", "--set", "ncfm.net_width=16", "--set", "ncfm.num_freqs=64",
-                    "--set", "ncfm.num_models=1", "--set", "ncfm.pretrain_epochs=1", "--set", "ncfm.buckets=true",
-                    "--label", "bucketed", "--save-dir", str(sets), "--out", str(tmp_path / "condense.json"),
-                    "--quiet"], check=True, timeout=600, cwd=tmp_path)
+           "--methods", "ncfm", "--eval-runs", "1", "--protocol", "dc-cpu", "--budget-minutes", "1",
+           "--set", "ncfm.iterations=4", "--set", "ncfm.net_width=16", "--set", "ncfm.num_freqs=64",
+           "--set", "ncfm.num_models=1", "--set", "ncfm.pretrain_epochs=1", "--set", "ncfm.buckets=true",
+           "--label", "bucketed", "--save-dir", str(sets), "--out", str(tmp_path / "condense.json"),
+           "--quiet"], cwd=tmp_path)
     saved = sets / "smoke-ncfm-bucketed-ipc2.pt"
     script([sys.executable, str(ROOT / "benchmarks" / "refresh.py"), "--preset", "smoke", "--condensed",
-                    str(saved), "--requests", "random:0.002,class:3", "--set", "refresh_iterations=2",
-                    "--eval-runs", "1", "--protocol", "dc-cpu", "--out", str(out), "--quiet"],
-                   check=True, timeout=600, cwd=tmp_path)
+           str(saved), "--requests", "random:0.002,class:3", "--set", "refresh_iterations=2",
+           "--eval-runs", "1", "--protocol", "dc-cpu", "--out", str(out), "--quiet"], cwd=tmp_path)
     result = json.loads(out.read_text())
     assert result["condensed"]["buckets"] == 20 and result["condensed"]["settings"]["refresh_iterations"] == 2
     few, one_class = result["requests"]
@@ -311,8 +307,7 @@ def test_refresh_benchmark_times_each_request_on_a_saved_set(tmp_path):
     assert one_class["buckets_remade"] == 0 and one_class["buckets_dropped"] == 2   # a whole class goes
     assert one_class["images_after"] == result["condensed"]["images"] - 2 * 4
     assert all(0 < r["seconds"] and 0.1 < r["evaluation"]["mean"] <= 1.0 for r in result["requests"])
-    script([sys.executable, str(ROOT / "benchmarks" / "grids.py"), str(saved), "--out-dir", str(tmp_path)],
-                   check=True, timeout=300, cwd=tmp_path)
+    script([sys.executable, str(ROOT / "benchmarks" / "grids.py"), str(saved), "--out-dir", str(tmp_path)], cwd=tmp_path)
     assert (tmp_path / "grid-smoke-ncfm-bucketed-ipc2.png").stat().st_size > 1000
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "refresh.py"), "--preset", "smoke", "--condensed",
                           str(saved), "--set", "no_such_setting=1"], capture_output=True, text=True, cwd=tmp_path)
@@ -345,7 +340,7 @@ def test_audit_tables_average_each_row_over_the_seeds_it_ran_on(tmp_path, capsys
 def test_class_reset_benchmark_compares_both_answers_to_a_class_request(tmp_path):
     out = tmp_path / "class.json"
     script([sys.executable, str(ROOT / "benchmarks" / "class_reset.py"), "--preset", "smoke", "--seed", "0",
-            "--forget-class", "3", "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet"])
+           "--forget-class", "3", "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet"])
     result = json.loads(out.read_text())
     assert result["seed_role"] == "development" and result["forget_class"] == 3 and result["versions"]["torch"]
     original, mask, reset = (result["rows"][k] for k in ("original", "dcu (switched-off row)", "dcu class_reset"))

@@ -267,9 +267,7 @@ def _row(bank: Dict[str, Any], reference: Dict[str, Any], labels: Dict[str, torc
            "epsilon_capped": int((score.per_example >= EPSILON_CAP).sum()),
            "epsilons": score.per_example.tolist(), "klom_forget_per_example": kl["forget"].per_example.tolist()}
     if "val" in labels:   # held-out accuracy: what choices among variants may look at (test accuracy may not)
-        val = bank["val"][:n]
-        val = val.float().mean(2) if val.dim() == 4 else val.float()
-        row["val_acc"] = float((val.argmax(-1) == labels["val"]).float().mean())
+        row["val_acc"] = float((bank["val"][:n].argmax(-1) == labels["val"]).float().mean())
     row["ulira"].pop("name", None)
     return row
 
