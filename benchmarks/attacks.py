@@ -5,8 +5,10 @@ and unlearned models, side by side (the forget set against held-out training ima
         --methods retrain,finetune,dcu
 
 The store (``--store``, default runs/shadows-<preset>-seed<seed>) is filled first and resumes where it
-stopped; on several machines run ``dcu shadows ... --shard i/n`` into the same folder instead. Results go to
-``benchmarks/results/attacks-<preset>.json`` after every model.
+stopped. To share the shadows among processes or machines, start one run per shard into the same store with
+``--shard i/n`` (each trains shadows k with k % n == i, then stops), and one run without it to score; the
+original is trained by the first run, so start the shards once its checkpoint is in ``--work-dir``. Results go
+to ``benchmarks/results/attacks-<preset>-seed<seed>.json`` after every model.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.presets import method_settings
+from dcu.presets import method_settings, parse_shard, seed_role
 from dcu.progress import set_quiet
 from dcu.train import accuracy
 from dcu.workflows.evaluate import provenance, run_attack
@@ -54,32 +56,44 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shadows", type=int, default=16)
     parser.add_argument("--store", default=None)
+    parser.add_argument("--shard", default=None, metavar="I/N",
+                        help="train only this shard's shadows (k %% N == I) and stop; score in a run without it")
     parser.add_argument("--methods", default="retrain,finetune,dcu")
     parser.add_argument("--attacks", default="lira,rmia,loss_lr")
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="a method setting")
     parser.add_argument("--label", default="", help="names a variant (other --set values): its rows are added beside "
                                                    "the rows already in --out for the same preset and seed")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/attacks-<preset>.json)")
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default benchmarks/results/attacks-<preset>-seed<seed>.json)")
     parser.add_argument("--quiet", action="store_true")
     add_threads_argument(parser)
     args = parser.parse_args(argv)
     set_threads(args.threads)
     set_quiet(args.quiet)
+    try:
+        part, parts = parse_shard(args.shard or "0/1")
+    except ValueError as e:
+        parser.error(str(e))
 
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     store_path = Path(args.store or f"runs/shadows-{args.preset}-seed{args.seed}")
     store = ShadowStore.create(store_path, splits, meta, count=args.shadows, seed=args.seed)
     started = time.perf_counter()
+    if args.shard:
+        store.fill(splits, shard=(part, parts))
+        print(f"shard {part}/{parts}: {len(store.done())} of {args.shadows} shadows in {store_path}", flush=True)
+        return 0
     store.fill(splits)
     forget_ids = torch.sort(torch.cat(forget_requests(splits, "random", args.seed, frac=preset.get("forget_frac", 0.1)))).values
     forget, retain = splits.train.subset(forget_ids), splits.train.without(forget_ids)
     held_out = int(store.contains(splits.val.ids).sum())   # attacks score against the held-out ids the pool holds
-    result = {"benchmark": "attacks", "preset": args.preset, "seed": args.seed, **provenance(),
+    result = {"benchmark": "attacks", "preset": args.preset, "seed": args.seed,
+              "seed_role": seed_role(preset, args.seed), **provenance(),
               "shadows": len(store.done()),
               "shadow_seconds_this_run": time.perf_counter() - started, "non_members": "held-out training images",
               "split_sizes": {"forget": len(forget), "held_out": held_out, "val": len(splits.val)}, "models": {}}
-    out = Path(args.out) if args.out else RESULTS / f"attacks-{args.preset}.json"
+    out = Path(args.out) if args.out else RESULTS / f"attacks-{args.preset}-seed{args.seed}.json"
     if args.label and out.exists():   # a variant joins the models scored before
         earlier = json.loads(out.read_text())
         if (earlier.get("preset"), earlier.get("seed")) == (args.preset, args.seed):

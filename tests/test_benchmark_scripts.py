@@ -157,10 +157,13 @@ def test_attack_benchmark_scores_every_model_with_every_attack(tmp_path):
     base = [sys.executable, str(ROOT / "benchmarks" / "attacks.py"), "--preset", "smoke", "--shadows", "4",
             "--attacks", "lira,loss_lr", "--store", str(tmp_path / "store"), "--work-dir", str(tmp_path / "work"),
             "--out", str(out), "--quiet"]
+    script(base + ["--shard", "1/2"], cwd=tmp_path)   # a shard trains its shadows (1 and 3) and scores nothing
+    assert sorted(p.name for p in (tmp_path / "store").glob("shadow-*.pt")) == ["shadow-0001.pt", "shadow-0003.pt"]
+    assert not out.exists()
     script(base + ["--methods", "retrain,finetune"], cwd=tmp_path)
     script(base + ["--methods", "finetune", "--set", "finetune.epochs=1", "--label", "1 epoch"], cwd=tmp_path)
     result = json.loads(out.read_text())
-    assert result["shadows"] == 4
+    assert result["shadows"] == 4 and result["seed_role"] == "development"
     assert list(result["models"]) == ["original", "retrain", "finetune", "finetune (1 epoch)"]   # the variant joins
     assert result["models"]["finetune (1 epoch)"]["settings"]["epochs"] == 1
     for row in result["models"].values():
