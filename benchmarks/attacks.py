@@ -7,8 +7,10 @@ and unlearned models, side by side (the forget set against held-out training ima
 The store (``--store``, default runs/shadows-<preset>-seed<seed>) is filled first and resumes where it
 stopped. To share the shadows among processes or machines, start one run per shard into the same store with
 ``--shard i/n`` (each trains shadows k with k % n == i, then stops), and one run without it to score; the
-original is trained by the first run, so start the shards once its checkpoint is in ``--work-dir``. Results go
-to ``benchmarks/results/attacks-<preset>-seed<seed>.json`` after every model.
+original is trained by the first run, so start the shards once its checkpoint is in ``--work-dir``. A store
+serves the originals of other seeds too (``--seed 101 --shadow-seed 100``): the shadows are the auditor's,
+trained on random halves of the pool whatever the target. Results go to
+``benchmarks/results/attacks-<preset>-seed<seed>.json`` after every model.
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shadows", type=int, default=16)
     parser.add_argument("--store", default=None)
+    parser.add_argument("--shadow-seed", type=int, default=None,
+                        help="the store's seed (default --seed); the store of another seed serves this one's original")
     parser.add_argument("--shard", default=None, metavar="I/N",
                         help="train only this shard's shadows (k %% N == I) and stop; score in a run without it")
     parser.add_argument("--methods", default="retrain,finetune,dcu")
@@ -77,8 +81,9 @@ def main(argv=None) -> int:
         parser.error(str(e))
 
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
-    store_path = Path(args.store or f"runs/shadows-{args.preset}-seed{args.seed}")
-    store = ShadowStore.create(store_path, splits, meta, count=args.shadows, seed=args.seed)
+    shadow_seed = args.seed if args.shadow_seed is None else args.shadow_seed
+    store_path = Path(args.store or f"runs/shadows-{args.preset}-seed{shadow_seed}")
+    store = ShadowStore.create(store_path, splits, meta, count=args.shadows, seed=shadow_seed)
     started = time.perf_counter()
     if args.shard:
         store.fill(splits, shard=(part, parts))
@@ -90,7 +95,7 @@ def main(argv=None) -> int:
     held_out = int(store.contains(splits.val.ids).sum())   # attacks score against the held-out ids the pool holds
     result = {"benchmark": "attacks", "preset": args.preset, "seed": args.seed,
               "seed_role": seed_role(preset, args.seed), **provenance(),
-              "shadows": len(store.done()),
+              "shadows": len(store.done()), "shadow_seed": shadow_seed,
               "shadow_seconds_this_run": time.perf_counter() - started, "non_members": "held-out training images",
               "split_sizes": {"forget": len(forget), "held_out": held_out, "val": len(splits.val)}, "models": {}}
     out = Path(args.out) if args.out else RESULTS / f"attacks-{args.preset}-seed{args.seed}.json"

@@ -73,7 +73,7 @@ class ShadowStore:
         if existing.exists():
             old = json.loads(existing.read_text())
             manifest = json.loads(json.dumps(manifest))   # compare as stored (tuples read back as lists)
-            differ = [k for k in manifest if k not in ("pool_ids", "pool_hash") and old.get(k) != manifest[k]]
+            differ = [k for k in manifest if k not in ("pool_ids", "pool_hash") and not _same(k, old.get(k), manifest[k])]
             old_pool = torch.tensor(old["pool_ids"], dtype=torch.long)
             # a store made with a smaller held-out split still serves: its pool holds every training id
             if not (torch.isin(splits.train.ids, old_pool).all() and torch.isin(old_pool, pool).all()):
@@ -182,6 +182,14 @@ class ShadowStore:
     def flip(self) -> bool:
         cfg = self.manifest["train_config"]
         return bool(cfg.get("augment") and cfg.get("flip"))
+
+
+def _same(key: str, stored: Any, wanted: Any) -> bool:
+    """A manifest entry as stored against the one asked for. The target's own training seed is not compared:
+    a shadow's seed comes from the store's, so one store serves originals of every seed."""
+    if key == "train_config" and isinstance(stored, dict):
+        return {k: v for k, v in stored.items() if k != "seed"} == {k: v for k, v in wanted.items() if k != "seed"}
+    return stored == wanted
 
 
 def _pool_set(splits: DatasetSplits, pool: torch.Tensor) -> ImageSet:

@@ -173,6 +173,14 @@ def test_attack_benchmark_scores_every_model_with_every_attack(tmp_path):
     assert models["finetune (1 epoch)"]["attacks"]["loss_lr"]["auc"] != models["finetune"]["attacks"]["loss_lr"]["auc"]
     assert models["retrain"]["forget_acc"] <= models["original"]["forget_acc"]
     assert "| retrain |" in out.with_suffix(".md").read_text()
+    # another seed's original is scored with the same store: no shadow is trained again
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "store").glob("shadow-*.pt")}
+    other = tmp_path / "seed1.json"
+    script(base[:-2] + [str(other), "--quiet", "--seed", "1", "--shadow-seed", "0", "--methods", "finetune"], cwd=tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "store").glob("shadow-*.pt")} == before
+    seed1 = json.loads(other.read_text())
+    assert (seed1["seed"], seed1["shadow_seed"], seed1["shadows"]) == (1, 0, 4)
+    assert (tmp_path / "work" / "original-smoke-mlp-seed1.pt").exists()   # seed 1's own original was trained
 
 
 def test_tune_benchmark_searches_resumes_and_ships_the_chosen_settings(tmp_path):
