@@ -358,3 +358,31 @@ def test_class_reset_benchmark_compares_both_answers_to_a_class_request(tmp_path
     assert original["forget_acc"] > 0.8 and mask["forget_acc"] == 0.0 and reset["forget_acc"] < 0.05
     assert reset["settings"] == {"class_reset": True} and mask["retain_acc"] >= original["retain_acc"] - 0.01
     assert reset["retain_acc"] > 0.5 and reset["steps"] > 0 == mask["steps"]   # the classifier re-made, or not
+
+
+def test_attack_tables_average_over_one_role_and_compare_lira_with_the_same_seeds_retrain(tmp_path, capsys):
+    def row(lira, forget=0.7):
+        attack = {"auc": lira, "tpr_at_1fpr": 0.02}
+        return {"forget_acc": forget, "test_acc": 0.7, "attacks": {"lira": attack, "rmia": attack, "loss_lr": attack}}
+
+    files = []
+    for seed, role, models in [(100, "evaluation", {"retrain": row(0.50), "dcu": row(0.60, 0.8)}),
+                               (101, "evaluation", {"retrain": row(0.48), "dcu": row(0.52, 0.6)}),
+                               (0, None, {"retrain": row(0.9), "dcu": row(0.9)})]:   # an older file: no seed_role
+        result = {"preset": "smoke", "seed": seed, "models": models, **({"seed_role": role} if role else {})}
+        files.append(tmp_path / f"attacks-smoke-seed{seed}.json")
+        files[-1].write_text(json.dumps(result))
+    script([sys.executable, str(ROOT / "benchmarks" / "attack_tables.py"), *map(str, files)])
+    out = capsys.readouterr().out
+    assert out.startswith("Seeds 100, 101 (evaluation)")   # development seed 0 left out
+    lines = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in out.splitlines() if line.startswith("| ")}
+    header = lines["model"]
+    dcu = lines["dcu"]
+    assert dcu[1] == "all" and dcu[header.index("forget acc")] == "70.0 ± 14.1"
+    assert dcu[header.index("LiRA AUC")] == "0.560 ± 0.057" and dcu[-1].strip(" |") == "+0.070"
+    assert lines["retrain"][-1].strip(" |") == "+0.000"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"preset": "audit", "seed": 100, "models": {}}))
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attack_tables.py"), str(files[0]), str(other)],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "several presets (audit, smoke)" in refused.stderr   # one preset at a time
