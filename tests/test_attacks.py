@@ -100,6 +100,20 @@ def test_shadow_store_refuses_other_settings_and_missing_ids(shadow_setup, tmp_p
         get_attack("lira").run(original, forget, splits.val)
 
 
+def test_a_store_serves_originals_of_any_seed_but_no_other_schedule(shadow_setup):
+    from conftest import SMOKE_TRAIN
+
+    from inversion_attacks.shadow import ShadowStore
+
+    splits, original, _, _, path = shadow_setup
+    meta = {"arch": original.arch, "arch_args": dict(original.arch_args),
+            "train_config": {**SMOKE_TRAIN.__dict__, "epochs": 40}}
+    # the target's own seed does not matter: each shadow's seed comes from the store's
+    ShadowStore.create(path, splits, {**meta, "train_config": {**meta["train_config"], "seed": 7}}, count=16)
+    with pytest.raises(Exception, match="other settings"):
+        ShadowStore.create(path, splits, {**meta, "train_config": {**meta["train_config"], "lr": 0.5}}, count=16)
+
+
 def test_a_store_serves_a_larger_held_out_split_and_scores_the_part_it_knows(shadow_setup):
     from dataclasses import replace
 
