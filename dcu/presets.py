@@ -50,12 +50,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "seeds": SEEDS,
         "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}},
     },
+    # the field's standard table (SalUn, Fan et al. ICLR 2024; l1-sparse, Jia et al. NeurIPS 2023): CIFAR ResNet-18,
+    # their original's schedule (OPTML-Group/Unlearn-Saliency main_train.py: SGD lr 0.1, x0.1 at epochs 91 and 136)
     "cifar10-resnet18": {
         "dataset": "cifar10",
         "val_frac": 0.1,
         "model": "resnet18",
         "model_args": {},
-        "train": {"epochs": 182, "batch_size": 256, "lr": 0.1, "schedule": "cosine", "weight_decay": 5e-4,
+        "train": {"epochs": 182, "batch_size": 256, "lr": 0.1, "schedule": "multistep", "weight_decay": 5e-4,
                   "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
         "condense": {"method": "fdm", "ipc": 100},
         "seeds": SEEDS,

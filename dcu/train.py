@@ -30,7 +30,7 @@ class TrainConfig:
     lr: float = 0.05                # the peak lr for onecycle
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "onecycle"      # onecycle | cosine | step (x0.1 at half, the DC protocol) | constant
+    schedule: str = "onecycle"      # onecycle | cosine | step (x0.1 at half, the DC protocol) | multistep | constant
     augment: bool = False           # random horizontal flip + crop after padding
     flip: bool = True               # with augment; off for digits and other orientation-bound data
     crop_padding: int = 4
@@ -78,9 +78,12 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_step
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[total_steps // 2], gamma=0.1)
+    if cfg.schedule == "multistep":   # x0.1 at epochs 91 and 136 of 182 (SalUn's and l1-sparse's original), as fractions
+        milestones = [round(total_steps * 91 / 182), round(total_steps * 136 / 182)]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     if cfg.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    raise ValueError(f"Unknown schedule '{cfg.schedule}'. Valid values are: onecycle, cosine, step, constant.")
+    raise ValueError(f"Unknown schedule '{cfg.schedule}'. Valid values are: onecycle, cosine, step, multistep, constant.")
 
 
 def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

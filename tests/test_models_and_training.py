@@ -90,3 +90,21 @@ def test_cpu_micro_batches_train_to_the_whole_batch_weights(monkeypatch):
     for a, b in zip(whole.parameters(), split.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert cpu_micro_batch(create_model("resnet18", in_channels=3, num_classes=4, image_size=8), data.images) is None
+
+
+@pytest.mark.parametrize("schedule, drops", [("step", [91]), ("multistep", [91, 136])])
+def test_step_schedules_cut_the_rate_tenfold_where_their_protocols_do(schedule, drops):
+    from dcu.train import make_schedule
+
+    total = 182   # one step an epoch: SalUn's 182 epochs cut at 91 and 136; the DC protocol's at half
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = make_schedule(optimizer, TrainConfig(schedule=schedule, lr=0.1), total)
+    rates = []
+    for _ in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        sched.step()
+    cuts = [i for i in range(1, total) if rates[i] < rates[i - 1] * 0.5]
+    assert cuts == drops and rates[-1] == pytest.approx(0.1 * 0.1 ** len(drops))
+    with pytest.raises(ValueError, match="multistep"):
+        make_schedule(optimizer, TrainConfig(schedule="cosine-ish"), total)
