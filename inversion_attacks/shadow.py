@@ -68,12 +68,15 @@ class ShadowStore:
         pool = torch.sort(pool).values
         manifest = {"format": "dcu-shadow-store", "dataset": splits.name, "num_ids": splits.num_ids,
                     "pool_ids": pool.tolist(), "pool_hash": ids_hash(pool), "count": count, "seed": seed,
-                    "arch": meta["arch"], "arch_args": meta["arch_args"], "train_config": meta["train_config"]}
+                    "arch": meta["arch"], "arch_args": meta["arch_args"],
+                    "train_config": _schedule(meta["train_config"])}
         existing = path / MANIFEST
         if existing.exists():
             old = json.loads(existing.read_text())
             manifest = json.loads(json.dumps(manifest))   # compare as stored (tuples read back as lists)
-            differ = [k for k in manifest if k not in ("pool_ids", "pool_hash") and not _same(k, old.get(k), manifest[k])]
+            if isinstance(old.get("train_config"), dict):   # stores made before the target's seed was left out
+                old["train_config"] = _schedule(old["train_config"])
+            differ = [k for k in manifest if k not in ("pool_ids", "pool_hash") and old.get(k) != manifest[k]]
             old_pool = torch.tensor(old["pool_ids"], dtype=torch.long)
             # a store made with a smaller held-out split still serves: its pool holds every training id
             if not (torch.isin(splits.train.ids, old_pool).all() and torch.isin(old_pool, pool).all()):
@@ -184,12 +187,10 @@ class ShadowStore:
         return bool(cfg.get("augment") and cfg.get("flip"))
 
 
-def _same(key: str, stored: Any, wanted: Any) -> bool:
-    """A manifest entry as stored against the one asked for. The target's own training seed is not compared:
-    a shadow's seed comes from the store's, so one store serves originals of every seed."""
-    if key == "train_config" and isinstance(stored, dict):
-        return {k: v for k, v in stored.items() if k != "seed"} == {k: v for k, v in wanted.items() if k != "seed"}
-    return stored == wanted
+def _schedule(train_config: Dict[str, Any]) -> Dict[str, Any]:
+    """The target's training settings less its own seed: a shadow's seed comes from the store's, so one store
+    serves originals of every seed."""
+    return {k: v for k, v in train_config.items() if k != "seed"}
 
 
 def _pool_set(splits: DatasetSplits, pool: torch.Tensor) -> ImageSet:

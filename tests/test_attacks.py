@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -110,6 +112,14 @@ def test_a_store_serves_originals_of_any_seed_but_no_other_schedule(shadow_setup
             "train_config": {**SMOKE_TRAIN.__dict__, "epochs": 40}}
     # the target's own seed does not matter: each shadow's seed comes from the store's
     ShadowStore.create(path, splits, {**meta, "train_config": {**meta["train_config"], "seed": 7}}, count=16)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert "seed" not in manifest["train_config"]
+    older = {**manifest, "train_config": {**manifest["train_config"], "seed": 3}}   # as stores made before recorded it
+    (path / "manifest.json").write_text(json.dumps(older))
+    try:
+        ShadowStore.create(path, splits, {**meta, "train_config": {**meta["train_config"], "seed": 7}}, count=16)
+    finally:
+        (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(Exception, match="other settings"):
         ShadowStore.create(path, splits, {**meta, "train_config": {**meta["train_config"], "lr": 0.5}}, count=16)
 
