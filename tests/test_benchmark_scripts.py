@@ -386,3 +386,37 @@ def test_attack_tables_average_over_one_role_and_compare_lira_with_the_same_seed
     refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attack_tables.py"), str(files[0]), str(other)],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "several presets (audit, smoke)" in refused.stderr   # one preset at a time
+
+
+def test_standard_table_runs_tiny_with_published_rows_beside_ours(tmp_path):
+    published = tmp_path / "published.json"
+    published.write_text(json.dumps({"paper": {"cite": "Paper (2024)", "rows": {"random": {
+        "Retrain": {"UA": 5.0, "MIA-Efficacy": 12.5, "RA": 100.0, "TA": 94.0, "avg_gap": 0.0, "minutes": 40.0}}},
+        "status": "class rows not transcribed"}}))
+    out = tmp_path / "standard.json"
+    script([sys.executable, str(ROOT / "benchmarks" / "standard.py"), "--device", "cpu", "--tiny", "--quiet",
+            "--methods", "retrain,finetune,dcu", "--published", str(published), "--work-dir", str(tmp_path / "runs"),
+            "--out", str(out)], cwd=tmp_path)
+    report = json.loads(out.read_text())
+    assert set(report["scenarios"]) == {"random", "class"} and report["tiny"]
+    for scenario, part in report["scenarios"].items():
+        table = part["table"]
+        assert set(table) == {"retrain", "finetune", "dcu"} and table["retrain"]["avg_gap"] == 0
+        for name, row in table.items():   # SalUn's columns are read off the evaluated rows, in percent
+            assert row["UA"] == pytest.approx(100 * (1 - part["methods"][name]["forget_acc"]))
+            assert row["MIA-Efficacy"] == pytest.approx(100 * part["methods"][name]["mia"]["svc_efficacy"]["headline"])
+        # forgetting a whole class: retraining never predicts it, fine-tuning a few epochs still does
+        if scenario == "class":
+            assert table["retrain"]["UA"] == 100 and table["finetune"]["UA"] < 50
+    assert "| Retrain | Paper (2024) | 5.00 | 12.50 | 100.00 | 94.00 | 0.00 | 40.00 |" in report["scenarios"]["random"]["markdown"]
+    assert "Paper (2024): class rows not transcribed." in report["scenarios"]["class"]["markdown"]
+    assert out.with_suffix(".md").read_text().count("| retrain | ours |") == 2
+
+
+def test_standard_table_skips_methods_past_its_budget(tmp_path):
+    out = tmp_path / "standard.json"
+    script([sys.executable, str(ROOT / "benchmarks" / "standard.py"), "--device", "cpu", "--tiny", "--quiet",
+            "--methods", "retrain,ssd", "--scenarios", "random", "--budget-minutes", "0",
+            "--work-dir", str(tmp_path / "runs"), "--out", str(out)], cwd=tmp_path)
+    part = json.loads(out.read_text())["scenarios"]["random"]
+    assert part["methods"] == {} and part["skipped"] == ["retrain", "ssd"]

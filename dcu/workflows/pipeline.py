@@ -105,6 +105,7 @@ def compare(
     method_overrides: Optional[Dict[str, Dict[str, Any]]] = None,
     preset_overrides: Optional[Dict[str, Any]] = None,
     device: torch.device | str = "cpu",
+    deadline: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Run one preset, seed and scenario: the original, the condensed set, then every method, all evaluated.
 
@@ -113,7 +114,8 @@ def compare(
     In the ``sequential`` scenario each request is applied to the previous request's model (and refreshed
     condensed set); ``retrain`` trains once on what remains after the last. In the ``class`` scenario the
     test accuracy is on the other classes (``test_forget_class_acc`` beside it). ``on_update(result)`` is
-    called after each part, so a long run can write what has finished.
+    called after each part, so a long run can write what has finished. A method not started by ``deadline``
+    (a ``time.perf_counter()`` value) is listed under ``skipped`` instead.
     """
     from condense import get_condenser
     from unlearn import get_unlearner
@@ -163,6 +165,9 @@ def compare(
 
     overrides = method_overrides or {}
     for name in methods:
+        if deadline is not None and time.perf_counter() > deadline:
+            result.setdefault("skipped", []).append(name)
+            continue
         settings = {**preset.get("unlearn", {}).get(name, {}), **overrides.get(name, {})}
         model, model_meta, cset, ledger, seconds, stats = original, meta, condensed, None, [], []
         uses_condensed = get_unlearner(name).requires_condensed
