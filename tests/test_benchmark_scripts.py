@@ -78,7 +78,7 @@ import argparse, sys, time
 from utils import get_dataset, get_time
 def main():
     parser = argparse.ArgumentParser()
-    for flag in ("--dataset", "--model", "--init", "--save_path", "--data_path"):
+    for flag in ("--dataset", "--model", "--init", "--save_path", "--data_path", "--method", "--dsa_strategy"):
         parser.add_argument(flag)
     for flag in ("--ipc", "--num_exp", "--num_eval", "--Iteration", "--batch_real"):
         parser.add_argument(flag, type=int)
@@ -104,6 +104,21 @@ def test_reference_speed_harness_times_the_reference_log(tmp_path):
     run = json.loads(out.read_text())["runs"][0]
     assert 0.006 < run["reference_s_per_it"] < 0.1   # the fake sleeps 8 ms per iteration
     assert run["dcu_s_per_it"] > 0 and run["speedup"] == run["reference_s_per_it"] / run["dcu_s_per_it"]
+
+
+def test_reference_speed_harness_runs_main_py_for_dc(tmp_path):
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    (reference / "utils.py").write_text(FAKE_REFERENCE_UTILS)
+    (reference / "main.py").write_text(FAKE_REFERENCE_MAIN.replace(
+        "    args = parser.parse_args()\n", "    args = parser.parse_args()\n    assert args.method == 'DC' and args.dsa_strategy == 'None'\n"))
+    out = tmp_path / "speed.json"
+    script([sys.executable, str(ROOT / "benchmarks" / "reference_speed.py"), "--reference", str(reference),
+            "--method", "dc", "--preset", "smoke", "--batch-real", "8", "--ipc", "1", "--warmup", "0",
+            "--iterations", "10", "--out", str(out)], cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["reference_script"] == "main.py" and result["method"] == "dc"
+    assert 0.006 < result["runs"][0]["reference_s_per_it"] < 0.1 and result["runs"][0]["dcu_s_per_it"] > 0
 
 
 def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
