@@ -144,6 +144,11 @@ def main(argv=None) -> int:
         report["seed_role"] = seed_role(get_preset(args.preset), args.seed)
 
     for scenario in scenarios:
+        if deadline is not None and time.perf_counter() > deadline:   # not even its original is loaded
+            report["scenarios"][scenario] = {"methods": {}, "skipped": methods, "markdown": "Not started within the budget."}
+            atomic_write_json(report, out)
+            continue
+
         def write(result, scenario=scenario):
             report["scenarios"][scenario] = {**result, "table": our_table(result)}
             atomic_write_json(report, out)

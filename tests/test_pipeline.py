@@ -27,6 +27,18 @@ def test_sequential_requests_chain_models_and_condensed_sets():
     assert abs(dcu_row["forget_acc"] - result["methods"]["retrain"]["forget_acc"]) < 0.05
 
 
+def test_no_method_starts_after_the_deadline():
+    import time
+
+    calls = []
+    result = compare("smoke", seed=0, methods=("retrain", "finetune"), deadline=time.perf_counter() + 3600,
+                     on_update=lambda r: calls.append(list(r["methods"])))
+    assert list(result["methods"]) == ["retrain", "finetune"] and "skipped" not in result
+    late = compare("smoke", seed=0, methods=("retrain", "finetune"), deadline=time.perf_counter())
+    assert late["methods"] == {} and late["skipped"] == ["retrain", "finetune"] and "forget_acc" in late["original"]
+    assert calls[-1] == ["retrain", "finetune"]
+
+
 def test_forget_requests_are_disjoint_and_reproducible(digits):
     a = forget_requests(digits, "sequential", 3)
     b = forget_requests(digits, "sequential", 3)
