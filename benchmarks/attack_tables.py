@@ -2,6 +2,8 @@
 of one role, and its LiRA AUC against the retrained model of the same seed (nothing is typed by hand).
 
     python benchmarks/attack_tables.py benchmarks/results/attacks-cifar10-cpu-sub-seed*.json [--role evaluation]
+
+``--models retrain,dcu`` keeps those rows only (in that order).
 """
 from __future__ import annotations
 
@@ -30,13 +32,16 @@ def cell(values: list, scale: float) -> str:
     return mean if len(values) < 2 else f"{mean} ± {scale * statistics.stdev(values):.{digits}f}"
 
 
-def table(results: list) -> str:
-    """One row per model, over the seeds it ran on; "LiRA − retrain": the mean of the per-seed differences."""
-    rows: dict = {}
+def table(results: list, models: list | None = None) -> str:
+    """One row per model (``models``: those only, in that order), over the seeds it ran on; "LiRA − retrain":
+    the mean of the per-seed differences."""
+    rows: dict = {name: None for name in models or []}
     for result in sorted(results, key=lambda r: r["seed"]):
         retrain = result["models"].get("retrain")
         for name, row in result["models"].items():
-            acc = rows.setdefault(name, {"seeds": [], "gap": [], **{h: [] for h, _, _ in COLUMNS}})
+            if models and name not in models:
+                continue
+            acc = rows[name] = rows.get(name) or {"seeds": [], "gap": [], **{h: [] for h, _, _ in COLUMNS}}
             acc["seeds"].append(result["seed"])
             for header, read, _ in COLUMNS:
                 acc[header].append(read(row))
@@ -46,6 +51,8 @@ def table(results: list) -> str:
     head = ["model", "seeds", *[h for h, _, _ in COLUMNS], "LiRA − retrain"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for name, acc in rows.items():
+        if acc is None:
+            continue
         seeds = "all" if acc["seeds"] == all_seeds else ", ".join(map(str, acc["seeds"]))
         cells = [cell(acc[h], scale) for h, _, scale in COLUMNS]
         gap = f"{statistics.mean(acc['gap']):+.3f}" if len(acc["gap"]) == len(acc["seeds"]) else "—"
@@ -57,6 +64,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="attack JSONs of one preset (benchmarks/attacks.py), one per seed")
     parser.add_argument("--role", default="evaluation", choices=["evaluation", "development", "unassigned"])
+    parser.add_argument("--models", default=None, help="comma-separated rows to keep, in that order (default: all)")
     args = parser.parse_args(argv)
     results = [json.loads(Path(p).read_text()) for p in args.results]
     presets = {r["preset"] for r in results}
@@ -71,7 +79,7 @@ def main(argv=None) -> int:
         parser.error(f"two files hold the same seed ({', '.join(map(str, sorted(seeds)))})")
     print(f"Seeds {', '.join(map(str, sorted(seeds)))} ({args.role}); mean ± standard deviation over the seeds each "
           "model ran on; TPRs in %.\n")
-    print(table(chosen))
+    print(table(chosen, args.models.split(",") if args.models else None))
     return 0
 
 
