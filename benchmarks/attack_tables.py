@@ -3,7 +3,7 @@ of one role, and its LiRA AUC against the retrained model of the same seed (noth
 
     python benchmarks/attack_tables.py benchmarks/results/attacks-cifar10-cpu-sub-seed*.json [--role evaluation]
 
-``--models retrain,dcu`` keeps those rows only (in that order).
+``--model retrain --model dcu`` keeps those rows only, in that order (names may hold commas).
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", help="attack JSONs of one preset (benchmarks/attacks.py), one per seed")
     parser.add_argument("--role", default="evaluation", choices=["evaluation", "development", "unassigned"])
-    parser.add_argument("--models", default=None, help="comma-separated rows to keep, in that order (default: all)")
+    parser.add_argument("--model", action="append", default=None, help="a row to keep (repeatable, kept in that order; "
+                                                                        "default: all)")
     args = parser.parse_args(argv)
     results = [json.loads(Path(p).read_text()) for p in args.results]
     presets = {r["preset"] for r in results}
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
         parser.error(f"two files hold the same seed ({', '.join(map(str, sorted(seeds)))})")
     print(f"Seeds {', '.join(map(str, sorted(seeds)))} ({args.role}); mean ± standard deviation over the seeds each "
           "model ran on; TPRs in %.\n")
-    print(table(chosen, args.models.split(",") if args.models else None))
+    print(table(chosen, args.model))
     return 0
 
 

@@ -396,7 +396,7 @@ def test_attack_tables_average_over_one_role_and_compare_lira_with_the_same_seed
     assert dcu[1] == "all" and dcu[header.index("forget acc")] == "70.0 ± 14.1"
     assert dcu[header.index("LiRA AUC")] == "0.560 ± 0.057" and dcu[-1].strip(" |") == "+0.070"
     assert lines["retrain"][-1].strip(" |") == "+0.000"
-    script([sys.executable, str(ROOT / "benchmarks" / "attack_tables.py"), *map(str, files), "--models", "dcu,retrain"])
+    script([sys.executable, str(ROOT / "benchmarks" / "attack_tables.py"), *map(str, files), "--model", "dcu", "--model", "retrain"])
     kept = [line.split(" | ")[0].strip("| ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert kept == ["model", "dcu", "retrain"]
     other = tmp_path / "other.json"
