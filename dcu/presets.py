@@ -17,6 +17,12 @@ SEEDS = {"development": [0, 1, 2], "evaluation": [100, 101, 102]}
 _CIFAR_CPU = {"dataset": "cifar10", "model": "convnet", "model_args": {"width": 64}, "train": _CIFAR_CPU_TRAIN,
               "forget_frac": 0.1, "seeds": SEEDS, "unlearn": {"finetune": {"epochs": 5, "lr": 0.01}, "dcu": {}}}
 
+_RESNET18 = {"dataset": "cifar10", "val_frac": 0.1, "model": "resnet18", "model_args": {},
+             "train": {"epochs": 182, "batch_size": 256, "lr": 0.1, "schedule": "multistep", "weight_decay": 5e-4,
+                       "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
+             "condense": {"method": "fdm", "ipc": 100}, "seeds": SEEDS,
+             "unlearn": {"finetune": {"epochs": 10, "lr": 0.01}, "dcu": {}}}
+
 PRESETS: Dict[str, Dict[str, Any]] = {
     "smoke": {
         "dataset": "digits",
@@ -52,31 +58,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     },
     # the field's standard table (SalUn, Fan et al. ICLR 2024; l1-sparse, Jia et al. NeurIPS 2023): CIFAR ResNet-18,
     # their original's schedule (OPTML-Group/Unlearn-Saliency main_train.py: SGD lr 0.1, x0.1 at epochs 91 and 136)
-    "cifar10-resnet18": {
-        "dataset": "cifar10",
-        "val_frac": 0.1,
-        "model": "resnet18",
-        "model_args": {},
-        "train": {"epochs": 182, "batch_size": 256, "lr": 0.1, "schedule": "multistep", "weight_decay": 5e-4,
-                  "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
-        "condense": {"method": "fdm", "ipc": 100},
-        "seeds": SEEDS,
-        "unlearn": {"finetune": {"epochs": 10, "lr": 0.01}, "dcu": {}},
-    },
+    "cifar10-resnet18": _RESNET18,
     # the same protocol with an original that fits a lent GPU's 15 minutes beside the whole method list: 30 epochs
     # of one-cycle SGD (peak lr 0.1) instead of 182 of step decay, about 70 s per training at ResNet-18's measured
     # 20,000 images/s on an H100 (benchmarks/results/gpu-cuda.json). Not yet run: its accuracy is unmeasured.
-    "cifar10-resnet18-short": {
-        "dataset": "cifar10",
-        "val_frac": 0.1,
-        "model": "resnet18",
-        "model_args": {},
-        "train": {"epochs": 30, "batch_size": 256, "lr": 0.1, "schedule": "onecycle", "weight_decay": 5e-4,
-                  "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
-        "condense": {"method": "fdm", "ipc": 100},
-        "seeds": SEEDS,
-        "unlearn": {"finetune": {"epochs": 10, "lr": 0.01}, "dcu": {}},
-    },
+    "cifar10-resnet18-short": {**_RESNET18, "train": {**_RESNET18["train"], "epochs": 30, "schedule": "onecycle"}},
 }
 
 
