@@ -439,3 +439,14 @@ def test_standard_table_skips_methods_past_its_budget(tmp_path):
     for part in json.loads(out.read_text())["scenarios"].values():
         assert part["methods"] == {} and part["skipped"] == ["retrain", "ssd"]
     assert not (tmp_path / "runs").exists()   # past the budget not even an original is trained
+
+
+def test_dc_cost_counts_an_iterations_image_passes(tmp_path):
+    out = tmp_path / "cost.json"
+    script([sys.executable, str(ROOT / "benchmarks" / "dc_cost.py"), "--ipc", "10", "--width", "8", "--batch", "4",
+            "--repeats", "1", "--out", str(out)], cwd=tmp_path)
+    result = json.loads(out.read_text())
+    # the reference's loops at IPC 10: 10 outer steps of 10 classes x 256 real images, 9 x 50 inner epochs of 100
+    assert result["image_passes"] == {"outer": 10, "inner": 50, "real": 25600, "synthetic_matching": 1000,
+                                      "inner_training": 45000}
+    assert result["estimated_seconds_per_iteration"] == pytest.approx(71600 * result["pass_seconds"]["default"] / 4)
