@@ -119,14 +119,18 @@ class AcceleratorTrap(TorchFunctionMode):
         elif target is None:
             places = {place(t) for t in inputs}
             target = ACCEL if ACCEL in places else HOST if HOST in places or not inputs else None
-        return tree_map(lambda o: self._mark_out(o, inputs, target) if isinstance(o, torch.Tensor) else o, out)
+        return tree_map(lambda o: self._mark_out(o, func, inputs, target) if isinstance(o, torch.Tensor) else o, out)
 
     @staticmethod
-    def _mark_out(out: torch.Tensor, inputs: list, target: str | None) -> torch.Tensor:
+    def _mark_out(out: torch.Tensor, func, inputs: list, target: str | None) -> torch.Tensor:
         if any(out is t for t in inputs):
-            if place(out) is None or place(out) == target or target is None:
+            if place(out) == target or target is None:
+                return out
+            if place(out) is None and func not in _COPIES:   # an in-place op on a tensor of unknown origin
                 return mark(out, target)
-            return mark(out.clone(), target)   # a move to the other side is a copy, as between devices
+            # a move to the other side is a copy, as between devices; moving the caller's tensor itself would
+            # leave it marked after this trap, and a later trap would see the caller's data on the accelerator
+            return mark(out.clone(), target)
         return mark(out, target)
 
     @staticmethod

@@ -58,6 +58,20 @@ def test_the_trap_catches_a_host_tensor_meeting_the_model():
             model.weight.add_(torch.randn(2, 3).to(model.weight.device) * torch.tensor(0.5))   # a host scalar is fine
 
 
+def test_a_move_inside_the_trap_leaves_the_callers_tensor_where_it_was():
+    # the caller's tensor is often shared (a module-scoped fixture): were it marked by one trap's .to(), the
+    # next trap would see the caller's data on the accelerator
+    model = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3)
+    with AcceleratorTrap(model):
+        moved = x.to(model.weight.device)
+        assert place(moved) == "accel" and moved is not x
+        assert torch.equal(moved, x)
+    assert place(x) is None
+    with AcceleratorTrap(model, host=(x,)):
+        assert place(x.cpu() * torch.ones(3)) == "host"
+
+
 @pytest.mark.parametrize("name", sorted(unlearn.list_unlearners()))
 @pytest.mark.parametrize("with_condensed", [False, True], ids=["retain", "condensed"])
 def test_method_follows_the_model_device(setup, name, with_condensed):
