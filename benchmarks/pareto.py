@@ -1,6 +1,12 @@
 """The Pareto front of forgetting against speed on the audit's evaluation seeds (issue: dcu per example).
 
     python benchmarks/pareto.py                      # reads benchmarks/results/audit-audit-random.json
+    python benchmarks/pareto.py --audit benchmarks/results/audit-audit-random.json \
+        --audit benchmarks/results/audit-audit-random-tuned.json   # and the rows of a second run
+
+A method that ran with other settings in a later file is a point of its own, "METHOD, tuned" when those are
+the preset's shipped settings (dcu/tuned/<preset>.json), else "METHOD, <file>"; a row seen before with the
+same settings on the same seed is not counted twice.
 
 For every ensemble on every evaluation seed: the forgetting score and U-LiRA AUC against RTE. RTE is the
 retrain ensemble's mean seconds per model over the method's mean seconds per model, both from the same seed's
@@ -17,6 +23,7 @@ import sys
 from pathlib import Path
 
 from dcu.io import atomic_write_json
+from dcu.presets import tuned_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE_ROWS = ("ceiling (retrain vs retrain)", "original (no unlearning)")
@@ -40,34 +47,52 @@ def reference_store_seconds(preset: str, seed, reference: str) -> float:
     raise FileNotFoundError(f"No benchmarks/results/reference-{preset}-seed{seed}*.json wrote {reference}.")
 
 
+def labelled_rows(paths):
+    """(label, seed, run, row name, row) for every evaluation-seed row of the audit files, in order. A method
+    that an earlier file ran with other settings gets a label of its own (see the module docstring)."""
+    seen = {}   # method name -> the settings its plain label stands for
+    taken = set()
+    for path in paths:
+        for seed, run in json.loads(Path(path).read_text())["runs"].items():
+            if run.get("seed_role") != "evaluation":
+                continue
+            shipped = tuned_settings(run["preset"])
+            for name, row in run["rows"].items():
+                settings = run["settings"].get(name, {})
+                label = name
+                if seen.setdefault(name, settings) != settings:
+                    label = f"{name}, tuned" if shipped.get(name) == settings else f"{name}, {Path(path).stem}"
+                if (label, seed) not in taken:
+                    taken.add((label, seed))
+                    yield label, seed, run, name, row
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--audit", default=str(RESULTS / "audit-audit-random.json"))
+    parser.add_argument("--audit", action="append", default=[],
+                        help="an audit JSON; repeat for more (default benchmarks/results/audit-audit-random.json)")
     parser.add_argument("--offline", action="append", default=[], metavar="METHOD=SECONDS",
                         help="an offline cost per original (e.g. dcu@ref=776 for a reference store's shadows)")
     args = parser.parse_args(argv)
-    runs = json.loads(Path(args.audit).read_text())["runs"]
+    audits = args.audit or [str(RESULTS / "audit-audit-random.json")]
     extra_offline = {k: float(v) for k, v in (item.split("=", 1) for item in args.offline)}
     per_method = {}
-    for seed, run in runs.items():
-        if run.get("seed_role") != "evaluation":
+    for label, seed, run, name, row in labelled_rows(audits):
+        if name in REFERENCE_ROWS or not row.get("seconds"):
             continue
         retrain = run["rows"]["ceiling (retrain vs retrain)"]["seconds"]
         condense = (run.get("condensed") or {}).get("offline_seconds") or 0.0
-        for name, row in run["rows"].items():
-            if name in REFERENCE_ROWS or not row.get("seconds"):
-                continue
-            base = name.split("@")[0]
-            offline = (condense if base == "dcu" else 0.0) + extra_offline.get(name, 0.0)
-            if run["settings"].get(name, {}).get("reference"):   # the reference store's shadows, made for this seed
-                offline += reference_store_seconds(run["preset"], seed, run["settings"][name]["reference"])
-            per_method.setdefault(name, []).append(
-                {"seed": int(seed), "score": row["forgetting_score"], "ulira": row["ulira"]["auc"],
-                 "rte": retrain / row["seconds"], "seconds": row["seconds"], "retrain_seconds": retrain,
-                 "offline_seconds": offline,
-                 "rte_amortised": {str(n): retrain / (row["seconds"] + offline / n) for n in (1, 5, 20)},
-                 "forget_acc": row["forget_acc"], "test_acc": row["test_acc"],
-                 "ceiling": run["rows"]["ceiling (retrain vs retrain)"]["forgetting_score"]})
+        base = name.split("@")[0]
+        offline = (condense if base == "dcu" else 0.0) + extra_offline.get(label, 0.0)
+        if run["settings"].get(name, {}).get("reference"):   # the reference store's shadows, made for this seed
+            offline += reference_store_seconds(run["preset"], seed, run["settings"][name]["reference"])
+        per_method.setdefault(label, []).append(
+            {"seed": int(seed), "score": row["forgetting_score"], "ulira": row["ulira"]["auc"],
+             "rte": retrain / row["seconds"], "seconds": row["seconds"], "retrain_seconds": retrain,
+             "offline_seconds": offline,
+             "rte_amortised": {str(n): retrain / (row["seconds"] + offline / n) for n in (1, 5, 20)},
+             "forget_acc": row["forget_acc"], "test_acc": row["test_acc"],
+             "ceiling": run["rows"]["ceiling (retrain vs retrain)"]["forgetting_score"]})
     points = [{"method": m, "seeds": [r["seed"] for r in rs],
                "score": statistics.mean(r["score"] for r in rs), "ulira": statistics.mean(r["ulira"] for r in rs),
                "rte": statistics.mean(r["rte"] for r in rs),
@@ -78,8 +103,8 @@ def main(argv=None) -> int:
     on_front = {p["method"] for p in front(points)}
     for p in points:
         p["pareto"] = p["method"] in on_front
-    out = Path(args.audit).with_name("audit-pareto.json")
-    atomic_write_json({"benchmark": "pareto", "audit": Path(args.audit).name,
+    out = Path(audits[0]).with_name("audit-pareto.json")
+    atomic_write_json({"benchmark": "pareto", "audit": [Path(a).name for a in audits],
                        "note": "online seconds were measured while other jobs shared the machine (see docs/results.md)",
                        "points": points}, out)
     import matplotlib

@@ -450,3 +450,35 @@ def test_dc_cost_counts_an_iterations_image_passes(tmp_path):
     assert result["image_passes"] == {"outer": 10, "inner": 50, "real": 25600, "synthetic_matching": 1000,
                                       "inner_training": 45000}
     assert result["estimated_seconds_per_iteration"] == pytest.approx(71600 * result["pass_seconds"]["default"] / 4)
+
+
+def test_pareto_keeps_a_method_run_with_other_settings_apart(tmp_path, capsys):
+    from dcu.presets import tuned_settings
+
+    def row(score, seconds):
+        return {"forgetting_score": score, "ulira": {"auc": 0.5}, "forget_acc": 0.6, "test_acc": 0.6,
+                "seconds": seconds}
+
+    def run(rows, settings):
+        return {"seed_role": "evaluation", "preset": "audit", "settings": settings,
+                "rows": {"ceiling (retrain vs retrain)": row(0.2, 40.0), **rows}}
+
+    shipped = tuned_settings("audit")["ct"]
+    first = {"100": run({"ct": row(0.01, 10.0), "dcu": row(0.05, 2.0)}, {"ct": {}, "dcu": {}}),
+             "0": {"seed_role": "development", "rows": {}}}
+    second = {"100": run({"ct": row(0.15, 20.0), "dcu": row(0.07, 2.0), "kde": row(0.1, 1.0)},
+                         {"ct": shipped, "dcu": {}, "kde": {"lr": 1.0}}),
+              "101": run({"ct": row(0.12, 20.0)}, {"ct": shipped})}
+    other = {"100": run({"kde": row(0.0, 1.0)}, {"kde": {}})}
+    paths = []
+    for name, runs in (("first", first), ("second", second), ("other", other)):
+        paths += ["--audit", str(tmp_path / f"{name}.json")]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"runs": runs}))
+    script([sys.executable, str(ROOT / "benchmarks" / "pareto.py"), *paths])
+    points = {p["method"]: p for p in json.loads((tmp_path / "audit-pareto.json").read_text())["points"]}
+    assert set(points) == {"ct", "ct, tuned", "dcu", "kde", "kde, other"}
+    assert points["ct"]["score"] == 0.01 and points["ct, tuned"]["seeds"] == [100, 101]
+    assert abs(points["ct, tuned"]["score"] - 0.135) < 1e-9
+    assert points["dcu"]["score"] == 0.05 and points["dcu"]["seeds"] == [100]   # the first run of a seed counts
+    assert points["ct, tuned"]["pareto"] and points["kde"]["pareto"] and not points["ct"]["pareto"]
+    assert (tmp_path / "audit-pareto.png").exists()
