@@ -23,7 +23,7 @@ import torch
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json
-from dcu.presets import TUNED, check_development_seed, get_preset
+from dcu.presets import TUNED, check_development_seed, get_preset, tuned_file
 from dcu.progress import set_quiet
 from dcu.train import TrainConfig
 from dcu.workflows.evaluate import provenance
@@ -36,7 +36,7 @@ def write_defaults(preset: str, method: str, result: dict, source: Path, tuned_d
                    scenario: str = "random") -> None:
     """Put the search's chosen settings into ``tuned_dir/<preset>.json`` as ``method``'s entry (or as the
     entry's settings for ``scenario``, the random-request settings kept)."""
-    path = tuned_dir / f"{preset}.json"
+    path = tuned_dir / tuned_file(preset).name
     data = json.loads(path.read_text()) if path.exists() else {"preset": preset, "methods": {}}
     best = result["best"]
     entry = {

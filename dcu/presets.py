@@ -21,7 +21,8 @@ _RESNET18 = {"dataset": "cifar10", "val_frac": 0.1, "model": "resnet18", "model_
              "train": {"epochs": 182, "batch_size": 256, "lr": 0.1, "schedule": "multistep", "weight_decay": 5e-4,
                        "momentum": 0.9, "augment": True, "flip": True, "crop_padding": 4},
              "condense": {"method": "fdm", "ipc": 100}, "seeds": SEEDS,
-             "unlearn": {"finetune": {"epochs": 10, "lr": 0.01}, "dcu": {}}}
+             # the papers' own unlearning settings: dcu/tuned/cifar10-resnet18.json, shared by both ResNet-18 presets
+             "tuned_as": "cifar10-resnet18", "unlearn": {"dcu": {}}}
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     "smoke": {
@@ -80,13 +81,18 @@ def check_development_seed(preset: Dict[str, Any], seed: int, what: str) -> None
                          f"development seed ({', '.join(map(str, preset['seeds']['development']))}).")
 
 
+def tuned_file(name: str) -> Path:
+    """``dcu/tuned/<preset>.json``, or the file of the preset it shares its settings with (``tuned_as``)."""
+    return TUNED / f"{PRESETS.get(name, {}).get('tuned_as', name)}.json"
+
+
 def tuned_settings(name: str, scenario: str = "random") -> Dict[str, Dict[str, Any]]:
     """Per-method settings shipped for a preset (``dcu/tuned/<preset>.json``), each with where it came from.
 
     An entry's ``scenarios`` may hold other settings for one scenario (``"class"``: a whole class forgotten);
     they replace the entry's own for that scenario.
     """
-    path = TUNED / f"{name}.json"
+    path = tuned_file(name)
     if not path.exists():
         return {}
     out = {}

@@ -59,6 +59,23 @@ def test_shipped_settings_follow_the_scenario():
     assert "ssd" not in get_preset("cifar10-cpu-sub")["unlearn"]   # withdrawn with the importance fix: defaults
 
 
+def test_every_shipped_setting_names_a_field_of_its_method_and_the_resnet18_presets_share_theirs():
+    from dataclasses import fields
+
+    from dcu.presets import PRESETS, get_preset
+    from unlearn import get_unlearner
+
+    for name in PRESETS:
+        for scenario in ("random", "class"):
+            for method, settings in get_preset(name, scenario)["unlearn"].items():
+                known = {f.name for f in fields(get_unlearner(method).Config)}
+                assert set(settings) <= known, f"{name}/{scenario}/{method}: {set(settings) - known}"
+    short, full = get_preset("cifar10-resnet18-short"), get_preset("cifar10-resnet18")
+    assert short["unlearn"] == full["unlearn"] and short["train"]["epochs"] == 30
+    assert full["unlearn"]["salun"] == {"epochs": 10, "lr": 0.013, "batch_size": 256, "schedule": "constant",
+                                        "threshold": 0.5}   # SalUn's own command for random 10%
+
+
 def test_a_cached_original_is_reused_only_for_the_same_model_settings(digits, tmp_path):
     from dcu.presets import get_preset
     from dcu.workflows.pipeline import train_original
