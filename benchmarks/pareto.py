@@ -50,7 +50,7 @@ def reference_store_seconds(preset: str, seed, reference: str) -> float:
 def labelled_rows(paths):
     """(label, seed, run, row name, row) for every evaluation-seed row of the audit files, in order. A method
     that an earlier file ran with other settings gets a label of its own (see the module docstring)."""
-    seen = {}   # method name -> the settings its plain label stands for
+    seen = {}   # method name -> (the file, the settings) its plain label stands for
     taken = set()
     for path in paths:
         for seed, run in json.loads(Path(path).read_text())["runs"].items():
@@ -60,7 +60,9 @@ def labelled_rows(paths):
             for name, row in run["rows"].items():
                 settings = run["settings"].get(name, {})
                 label = name
-                if seen.setdefault(name, settings) != settings:
+                # within one file a method's settings may name per-seed files (a reference store): one method
+                first_path, first_settings = seen.setdefault(name, (path, settings))
+                if first_path != path and first_settings != settings:
                     label = f"{name}, tuned" if shipped.get(name) == settings else f"{name}, {Path(path).stem}"
                 if (label, seed) not in taken:
                     taken.add((label, seed))

@@ -464,7 +464,10 @@ def test_pareto_keeps_a_method_run_with_other_settings_apart(tmp_path, capsys):
                 "rows": {"ceiling (retrain vs retrain)": row(0.2, 40.0), **rows}}
 
     shipped = tuned_settings("audit")["ct"]
-    first = {"100": run({"ct": row(0.01, 10.0), "dcu": row(0.05, 2.0)}, {"ct": {}, "dcu": {}}),
+    # msg's settings name a per-seed file in the first run: still one method
+    first = {"100": run({"ct": row(0.01, 10.0), "dcu": row(0.05, 2.0), "msg": row(0.02, 5.0)},
+                        {"ct": {}, "dcu": {}, "msg": {"file": "seed100"}}),
+             "101": run({"msg": row(0.04, 5.0)}, {"msg": {"file": "seed101"}}),
              "0": {"seed_role": "development", "rows": {}}}
     second = {"100": run({"ct": row(0.15, 20.0), "dcu": row(0.07, 2.0), "kde": row(0.1, 1.0)},
                          {"ct": shipped, "dcu": {}, "kde": {"lr": 1.0}}),
@@ -476,7 +479,8 @@ def test_pareto_keeps_a_method_run_with_other_settings_apart(tmp_path, capsys):
         (tmp_path / f"{name}.json").write_text(json.dumps({"runs": runs}))
     script([sys.executable, str(ROOT / "benchmarks" / "pareto.py"), *paths])
     points = {p["method"]: p for p in json.loads((tmp_path / "audit-pareto.json").read_text())["points"]}
-    assert set(points) == {"ct", "ct, tuned", "dcu", "kde", "kde, other"}
+    assert set(points) == {"ct", "ct, tuned", "dcu", "kde", "kde, other", "msg"}
+    assert points["msg"]["seeds"] == [100, 101]
     assert points["ct"]["score"] == 0.01 and points["ct, tuned"]["seeds"] == [100, 101]
     assert abs(points["ct, tuned"]["score"] - 0.135) < 1e-9
     assert points["dcu"]["score"] == 0.05 and points["dcu"]["seeds"] == [100]   # the first run of a seed counts
