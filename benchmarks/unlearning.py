@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.presets import method_settings
+from dcu.presets import get_preset, method_settings
 from dcu.progress import set_quiet
 from dcu.workflows.evaluate import provenance
 from dcu.workflows.pipeline import add_reference_columns, compare, table
@@ -81,7 +81,13 @@ def main(argv=None) -> int:
     parser.add_argument("--work-dir", default="runs/benchmarks", help="where original models are cached")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/unlearn-<preset>.json)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                        help="override a method setting, e.g. dcu.epochs=6")
+                        help="override a method setting, e.g. dcu.epochs=6; a row METHOD@LABEL runs METHOD with its own "
+                             "settings (dcu@deep.tail_stages=3); the condenser's settings too (ncfm.iterations=300)")
+    parser.add_argument("--condense", default=None, metavar="METHOD",
+                        help="the condenser (default: the preset's), with the preset's IPC unless --set METHOD.ipc=N")
+    parser.add_argument("--on-condensed", default="", metavar="ROWS",
+                        help="comma-separated rows that train on the condensed set instead of the retain set, "
+                             "e.g. finetune@syn (with finetune@syn in --methods)")
     parser.add_argument("--append", action="store_true",
                         help="keep the seeds already in the JSON file (same preset and scenario) and add these")
     parser.add_argument("--update", action="store_true",
@@ -93,16 +99,33 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     set_quiet(args.quiet)
+    from condense import list_condensers
+
     methods = args.methods.split(",")
     if args.methods == "all":
         from unlearn import list_unlearners
 
         methods = ["retrain"] + [m for m in list_unlearners() if m not in ("retrain", "dcu")] + ["dcu"]
     overrides = method_settings(args.set)
+    preset_overrides = None
+    if args.condense or any(name in list_condensers() for name in overrides):
+        condense = {**get_preset(args.preset, args.scenario)["condense"]}
+        if args.condense and args.condense != condense["method"]:
+            condense = {"method": args.condense, "ipc": condense.get("ipc", 10)}
+        condense.update(overrides.pop(condense["method"], {}))
+        if any(name in list_condensers() for name in overrides):
+            parser.error(f"--set names condenser '{next(n for n in overrides if n in list_condensers())}', "
+                         f"but the run condenses with '{condense['method']}' (--condense)")
+        preset_overrides = {"condense": condense}
+    condensed_for = [row for row in args.on_condensed.split(",") if row]
+    unknown = [row for row in condensed_for if row not in methods]
+    if unknown:
+        parser.error(f"--on-condensed names '{unknown[0]}', which is not in --methods")
     suffix = "" if args.scenario == "random" else f"-{args.scenario}"
     out = Path(args.out) if args.out else RESULTS / f"unlearn-{args.preset}{suffix}.json"
     report = {"benchmark": "unlearn", "preset": args.preset, "scenario": args.scenario, **provenance(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "overrides": overrides, "runs": []}
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "overrides": overrides,
+              "condense": (preset_overrides or {}).get("condense"), "on_condensed": condensed_for, "runs": []}
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.append and args.update:
         parser.error("--append adds seeds, --update reruns methods on the seeds there: one or the other")
@@ -129,7 +152,8 @@ def main(argv=None) -> int:
         if args.update:
             run = by_seed[seed]
             result = compare(args.preset, seed=seed, methods=methods, scenario=args.scenario, data_root=args.data_root,
-                             work_dir=args.work_dir, method_overrides=overrides)
+                             work_dir=args.work_dir, method_overrides=overrides, preset_overrides=preset_overrides,
+                             condensed_for=condensed_for)
             if result["forget_hash"] != run["forget_hash"]:
                 raise SystemExit(f"--update: seed {seed}'s request is not the one in {out} "
                                  f"({result['forget_hash']} vs {run['forget_hash']})")
@@ -145,7 +169,8 @@ def main(argv=None) -> int:
             continue
         result = compare(args.preset, seed=seed, methods=methods, scenario=args.scenario,
                          data_root=args.data_root,
-                         work_dir=args.work_dir, on_update=write, method_overrides=overrides)
+                         work_dir=args.work_dir, on_update=write, method_overrides=overrides,
+                         preset_overrides=preset_overrides, condensed_for=condensed_for)
         report["runs"].append(result)
         write()
         print(f"\n## {args.preset}, {args.scenario}, seed {seed}\n\n{table(result)}\n", flush=True)

@@ -148,6 +148,22 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     assert run["updates"] == [{"methods": ["finetune"], "before": {"split_sizes": {**run["split_sizes"], "val": 1}}}]
 
 
+def test_unlearn_benchmark_takes_another_condenser_and_condensed_rows(tmp_path):
+    out = tmp_path / "unlearn.json"
+    base = [sys.executable, str(ROOT / "benchmarks" / "unlearning.py"), "--preset", "smoke", "--work-dir",
+            str(tmp_path / "work"), "--out", str(out), "--quiet"]
+    script(base + ["--methods", "retrain,dcu,finetune@syn", "--condense", "herding", "--set", "herding.ipc=3",
+                   "--on-condensed", "finetune@syn"], cwd=tmp_path)
+    result = json.loads(out.read_text())
+    run = result["runs"][0]
+    assert result["condense"] == {"method": "herding", "ipc": 3} and run["condense"]["images"] == 30
+    assert run["methods"]["finetune@syn"]["retain_data"] == "condensed"
+    assert run["methods"]["dcu"]["stats"]["condensed_images"] < 30   # the refreshed set: forgotten members gone
+    wrong = subprocess.run(base + ["--methods", "retrain,dcu", "--set", "dm.ipc=3"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert wrong.returncode != 0 and "condenser 'dm'" in wrong.stderr
+
+
 def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     out = tmp_path / "condense.json"
     base = [sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--ipc", "2",

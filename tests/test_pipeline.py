@@ -39,6 +39,20 @@ def test_no_method_starts_after_the_deadline():
     assert calls[-1] == ["retrain", "finetune"]
 
 
+def test_labelled_rows_keep_their_settings_and_condensed_rows_train_on_the_condensed_set():
+    result = compare("smoke", seed=0, methods=("retrain", "finetune", "finetune@syn", "dcu", "dcu@head"),
+                     method_overrides={"finetune@syn": {"epochs": 3}, "dcu@head": {"tail_stages": 1}},
+                     condensed_for=("finetune@syn",))
+    rows = result["methods"]
+    assert rows["dcu@head"]["config"]["tail_stages"] == 1 and rows["dcu"]["config"]["tail_stages"] == 2
+    assert rows["finetune@syn"]["config"]["epochs"] == 3 and rows["finetune"]["config"]["epochs"] == 5
+    # the refreshed condensed set (ipc 10: 100 images) stood for the ~1,450 retained ones
+    assert rows["finetune@syn"]["stats"]["condensed_images"] == 100 and "condensed_images" not in rows["finetune"]["stats"]
+    assert rows["finetune@syn"]["retain_data"] == "condensed" and "retain_data" not in rows["finetune"]
+    with pytest.raises(ValueError, match="'salun', which is not among"):
+        compare("smoke", seed=0, methods=("retrain",), condensed_for=("salun",))
+
+
 def test_forget_requests_are_disjoint_and_reproducible(digits):
     a = forget_requests(digits, "sequential", 3)
     b = forget_requests(digits, "sequential", 3)

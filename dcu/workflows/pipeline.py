@@ -106,6 +106,7 @@ def compare(
     preset_overrides: Optional[Dict[str, Any]] = None,
     device: torch.device | str = "cpu",
     deadline: Optional[float] = None,
+    condensed_for: Iterable[str] = (),
 ) -> Dict[str, Any]:
     """Run one preset, seed and scenario: the original, the condensed set, then every method, all evaluated.
 
@@ -116,12 +117,23 @@ def compare(
     test accuracy is on the other classes (``test_forget_class_acc`` beside it). ``on_update(result)`` is
     called after each part, so a long run can write what has finished. A method not started by ``deadline``
     (a ``time.perf_counter()`` value) is listed under ``skipped`` instead.
+
+    A row named ``METHOD@LABEL`` runs ``METHOD`` with the settings ``method_overrides[METHOD@LABEL]`` (on top of the
+    preset's for ``METHOD``), so one run can hold several settings of a method. The rows in ``condensed_for`` are
+    given the condensed set as their retain data (refreshed for the request) although their method does not
+    need one, e.g. fine-tuning on the condensed set instead of the retain set.
     """
     from condense import get_condenser
     from unlearn import get_unlearner
 
     from .request import answer_request
 
+    methods = list(methods)
+    base = {name: name.split("@")[0] for name in methods}
+    on_condensed = set(condensed_for)
+    if on_condensed - set(methods):
+        raise ValueError(f"condensed_for names {sorted(on_condensed - set(methods))[0]!r}, which is not among the "
+                         f"methods run: {', '.join(methods)}.")
     preset = {**get_preset(preset_name, scenario), **(preset_overrides or {})}
     work = Path(work_dir) if work_dir else None
     splits = prepare_splits(preset, data_root)
@@ -156,7 +168,7 @@ def compare(
         on_update(result)
 
     condensed = None
-    if any(get_unlearner(m).requires_condensed for m in methods):
+    if on_condensed or any(get_unlearner(base[m]).requires_condensed for m in methods):
         cond_cfg = dict(preset["condense"])
         method = cond_cfg.pop("method")
         condensed = get_condenser(method, seed=seed, **cond_cfg).to(device).condense(splits, original, meta.get("hash", ""))
@@ -168,12 +180,12 @@ def compare(
         if deadline is not None and time.perf_counter() > deadline:
             result.setdefault("skipped", []).append(name)
             continue
-        settings = {**preset.get("unlearn", {}).get(name, {}), **overrides.get(name, {})}
+        settings = {**preset.get("unlearn", {}).get(base[name], {}), **overrides.get(name, {})}
         model, model_meta, cset, ledger, seconds, stats = original, meta, condensed, None, [], []
-        uses_condensed = get_unlearner(name).requires_condensed
-        chain = [forget_ids] if name == "retrain" else requests
+        uses_condensed = get_unlearner(base[name]).requires_condensed or name in on_condensed
+        chain = [forget_ids] if base[name] == "retrain" else requests
         for request in chain:
-            answer = answer_request(model, model_meta, splits, request, method=name, settings=settings, seed=seed,
+            answer = answer_request(model, model_meta, splits, request, method=base[name], settings=settings, seed=seed,
                                     ledger=ledger, condensed=cset if uses_condensed else None,
                                     require_change=False)
             model, model_meta, ledger = answer.model, answer.meta, answer.ledger
@@ -189,6 +201,8 @@ def compare(
         row["device"] = str(model_device(model))
         if uses_condensed and "condense" in result:
             row["offline_seconds"] = result["condense"]["offline_seconds"]
+        if name in on_condensed:
+            row["retain_data"] = "condensed"
         result["methods"][name] = row
         add_reference_columns(result)
         if on_update:
