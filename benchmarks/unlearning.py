@@ -68,6 +68,27 @@ def summary_table(summary):
     return head + "\n".join(lines)
 
 
+def retrain_row(path: Path, result, *, wait_seconds: float = 0.0, poll_seconds: float = 30.0):
+    """The retrain row of ``path``'s run of the same preset, scenario, seed and request as ``result``, marked with
+    where it came from; waits up to ``wait_seconds`` for a run that is still writing ``path``."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if path.exists():
+            other = json.loads(path.read_text())
+            if (other.get("preset"), other.get("scenario")) != (result["preset"], result["scenario"]):
+                raise SystemExit(f"--retrain-from: {path} holds {other.get('preset')} / {other.get('scenario')}, "
+                                 f"not {result['preset']} / {result['scenario']}")
+            for run in other["runs"]:
+                if run["seed"] == result["seed"] and "retrain" in run["methods"]:
+                    if run["forget_hash"] != result["forget_hash"]:
+                        raise SystemExit(f"--retrain-from: seed {result['seed']}'s request in {path} is another one "
+                                         f"({run['forget_hash']} vs {result['forget_hash']})")
+                    return {**run["methods"]["retrain"], "from": str(path)}
+        if time.monotonic() >= deadline:
+            raise SystemExit(f"--retrain-from: {path} has no retrain row for seed {result['seed']}")
+        time.sleep(poll_seconds)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cifar10-cpu-sub")
@@ -93,6 +114,11 @@ def main(argv=None) -> int:
     parser.add_argument("--update", action="store_true",
                         help="rerun only --methods on seeds already in the JSON file, keeping their other rows "
                              "(retrain included: the gaps and RTE are taken against it)")
+    parser.add_argument("--retrain-from", default=None, metavar="FILE",
+                        help="take each seed's retrain row from FILE (a run of the same preset, scenario and request, "
+                             "e.g. one with another condenser) instead of retraining; a run still writing FILE is "
+                             "waited for, up to --wait minutes")
+    parser.add_argument("--wait", type=float, default=90.0, help="minutes to wait for --retrain-from's row")
     parser.add_argument("--quiet", action="store_true")
     add_threads_argument(parser)
     args = parser.parse_args(argv)
@@ -117,6 +143,9 @@ def main(argv=None) -> int:
             parser.error(f"--set names condenser '{next(n for n in overrides if n in list_condensers())}', "
                          f"but the run condenses with '{condense['method']}' (--condense)")
         preset_overrides = {"condense": condense}
+    if args.retrain_from and ("retrain" in methods or args.update):
+        parser.error("--retrain-from takes retrain's rows from another run: leave retrain out of --methods, "
+                     "and use it without --update")
     condensed_for = [row for row in args.on_condensed.split(",") if row]
     unknown = [row for row in condensed_for if row not in methods]
     if unknown:
@@ -171,6 +200,10 @@ def main(argv=None) -> int:
                          data_root=args.data_root,
                          work_dir=args.work_dir, on_update=write, method_overrides=overrides,
                          preset_overrides=preset_overrides, condensed_for=condensed_for)
+        if args.retrain_from:
+            row = retrain_row(Path(args.retrain_from), result, wait_seconds=60 * args.wait)
+            result["methods"] = {"retrain": row, **result["methods"]}
+            add_reference_columns(result)
         report["runs"].append(result)
         write()
         print(f"\n## {args.preset}, {args.scenario}, seed {seed}\n\n{table(result)}\n", flush=True)

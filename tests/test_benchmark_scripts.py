@@ -159,6 +159,13 @@ def test_unlearn_benchmark_takes_another_condenser_and_condensed_rows(tmp_path):
     assert result["condense"] == {"method": "herding", "ipc": 3} and run["condense"]["images"] == 30
     assert run["methods"]["finetune@syn"]["retain_data"] == "condensed"
     assert run["methods"]["dcu"]["stats"]["condensed_images"] < 30   # the refreshed set: forgotten members gone
+    joined = tmp_path / "joined.json"
+    script([*base[:-3], "--out", str(joined), "--quiet", "--methods", "finetune@syn", "--on-condensed", "finetune@syn",
+            "--retrain-from", str(out)], cwd=tmp_path)
+    rows = json.loads(joined.read_text())["runs"][0]["methods"]
+    assert list(rows) == ["retrain", "finetune@syn"] and rows["retrain"]["from"] == str(out)
+    assert {k: v for k, v in rows["retrain"].items() if k != "from"} == run["methods"]["retrain"]
+    assert "rte" in rows["finetune@syn"] and "gap" in rows["finetune@syn"]
     wrong = subprocess.run(base + ["--methods", "retrain,dcu", "--set", "dm.ipc=3"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
     assert wrong.returncode != 0 and "condenser 'dm'" in wrong.stderr
