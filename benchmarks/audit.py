@@ -20,7 +20,7 @@ import torch
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.presets import method_settings, parse_shard, seed_role
+from dcu.presets import method_of, method_settings, parse_shard, seed_role
 from dcu.progress import set_quiet
 from dcu.workflows.audit import (
     EnsembleStore,
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     overrides = method_settings(args.set)
     settings = {m: {**preset.get("unlearn", {}).get(m, {}), **overrides.get(m, {})} for m in methods}
     condensed = None
-    if any(get_unlearner(m.split("@")[0]).requires_condensed for m in methods):
+    if any(get_unlearner(method_of(m)).requires_condensed for m in methods):
         cond = dict(preset["condense"])
         condensed = shared_condensed(store_path / "condensed.pt", splits, original, meta, method=cond.pop("method"),
                                      seed=args.seed, **cond)

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from dcu.io import atomic_write_json
-from dcu.presets import tuned_settings
+from dcu.presets import method_of, tuned_settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE_ROWS = ("ceiling (retrain vs retrain)", "original (no unlearning)")
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
             continue
         retrain = run["rows"]["ceiling (retrain vs retrain)"]["seconds"]
         condense = (run.get("condensed") or {}).get("offline_seconds") or 0.0
-        base = name.split("@")[0]
+        base = method_of(name)
         offline = (condense if base == "dcu" else 0.0) + extra_offline.get(label, 0.0)
         if run["settings"].get(name, {}).get("reference"):   # the reference store's shadows, made for this seed
             offline += reference_store_seconds(run["preset"], seed, run["settings"][name]["reference"])

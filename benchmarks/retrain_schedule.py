@@ -30,7 +30,7 @@ from pathlib import Path
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json
-from dcu.presets import check_development_seed, method_settings
+from dcu.presets import check_development_seed, method_of, method_settings
 from dcu.progress import progress, quiet, set_quiet
 from dcu.train import TrainConfig, accuracy
 from dcu.workflows.audit import shared_condensed
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         _, timing["retrain_seconds"][str(epochs)] = retrain(original, splits, forget_ids, train_cfg, epochs, seed)
     for method in [m for m in args.methods.split(",") if m]:
         settings = {**preset.get("unlearn", {}).get(method, {}), **overrides.get(method, {})}
-        unlearner = get_unlearner(method.split("@")[0], train_config=train_cfg, seed=seed, **settings)
+        unlearner = get_unlearner(method_of(method), train_config=train_cfg, seed=seed, **settings)
         condensed = None
         if unlearner.requires_condensed:
             cond = dict(preset["condense"])

@@ -134,14 +134,15 @@ def main(argv=None) -> int:
         methods = ["retrain"] + [m for m in list_unlearners() if m not in ("retrain", "dcu")] + ["dcu"]
     overrides = method_settings(args.set)
     preset_overrides = None
-    if args.condense or any(name in list_condensers() for name in overrides):
+    condensers = set(list_condensers())
+    if args.condense or condensers & set(overrides):
         condense = {**get_preset(args.preset, args.scenario)["condense"]}
         if args.condense and args.condense != condense["method"]:
             condense = {"method": args.condense, "ipc": condense.get("ipc", 10)}
         condense.update(overrides.pop(condense["method"], {}))
-        if any(name in list_condensers() for name in overrides):
-            parser.error(f"--set names condenser '{next(n for n in overrides if n in list_condensers())}', "
-                         f"but the run condenses with '{condense['method']}' (--condense)")
+        for name in condensers & set(overrides):
+            parser.error(f"--set names condenser '{name}', but the run condenses with '{condense['method']}' "
+                         "(--condense)")
         preset_overrides = {"condense": condense}
     if args.retrain_from and ("retrain" in methods or args.update):
         parser.error("--retrain-from takes retrain's rows from another run: leave retrain out of --methods, "

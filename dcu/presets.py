@@ -123,6 +123,11 @@ def parse_shard(text: str) -> Tuple[int, int]:
     return part, parts
 
 
+def method_of(row: str) -> str:
+    """The method a result row runs: ``"dcu@ref25o05"`` -> ``"dcu"`` (a label after ``@`` names its settings)."""
+    return row.split("@")[0]
+
+
 def method_settings(items: List[str]) -> Dict[str, Dict[str, Any]]:
     """``["dm.batch_real=64", "dcu.mirror=true"]`` -> ``{"dm": {"batch_real": 64}, "dcu": {"mirror": True}}``;
     values are read as JSON, else kept as text (the benchmarks' ``--set METHOD.KEY=VALUE``)."""

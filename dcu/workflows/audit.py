@@ -26,6 +26,7 @@ import torch.nn as nn
 from ..data import DatasetSplits, ImageSet
 from ..io import ArtifactError, atomic_save, atomic_write_json, ids_hash, safe_load
 from ..models import create_model
+from ..presets import method_of
 from ..progress import progress, quiet
 from ..seeds import derive
 from ..train import TrainConfig, accuracy, predict, train
@@ -232,7 +233,7 @@ def fill(store: EnsembleStore, splits: DatasetSplits, original: nn.Module, meta:
                 train(model, splits.train, TrainConfig(**{**asdict(train_cfg), "seed": seed}), desc="original")
             else:
                 # "dcu@noisy": a variant of dcu stored under its own name, with its own settings
-                unlearner = get_unlearner(method.split("@")[0], train_config=train_cfg, seed=seed,
+                unlearner = get_unlearner(method_of(method), train_config=train_cfg, seed=seed,
                                           **settings.get(method, {}))
                 model = unlearner.unlearn(original, retain, forget, val=splits.val,
                                           condensed=condensed if unlearner.requires_condensed else None).model

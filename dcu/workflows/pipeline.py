@@ -20,7 +20,7 @@ from ..data import DatasetSplits, load
 from ..forget import random_ids
 from ..io import ids_hash
 from ..models import create_model
-from ..presets import get_preset, seed_role
+from ..presets import get_preset, method_of, seed_role
 from ..train import TrainConfig, model_device, train
 from .evaluate import gaps, machine, model_metrics, same_classes
 
@@ -129,7 +129,7 @@ def compare(
     from .request import answer_request
 
     methods = list(methods)
-    base = {name: name.split("@")[0] for name in methods}
+    base = {name: method_of(name) for name in methods}
     on_condensed = set(condensed_for)
     if on_condensed - set(methods):
         raise ValueError(f"condensed_for names {sorted(on_condensed - set(methods))[0]!r}, which is not among the "
