@@ -20,7 +20,7 @@ import torch
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.presets import method_of, method_settings, parse_shard, seed_role
+from dcu.presets import get_preset, method_of, method_settings, parse_shard, seed_role
 from dcu.progress import set_quiet
 from dcu.workflows.audit import (
     EnsembleStore,
@@ -31,7 +31,7 @@ from dcu.workflows.audit import (
     subpopulation_request,
 )
 from dcu.workflows.evaluate import provenance
-from dcu.workflows.pipeline import forget_requests, preset_original
+from dcu.workflows.pipeline import condenser_settings, forget_requests, preset_original
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -68,7 +68,11 @@ def main(argv=None) -> int:
                         help="comma-separated; METHOD@LABEL is a variant with its own --set METHOD@LABEL.KEY=VALUE")
     parser.add_argument("--models", type=int, default=16, help="models per ensemble (retrain: twice as many)")
     parser.add_argument("--originals", type=int, default=0, help="originals from other training seeds")
-    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE", help="a method setting")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                        help="a method setting, or the condenser's (ncfm.iterations=100)")
+    parser.add_argument("--condense", default=None, metavar="METHOD",
+                        help="the condenser of this run's rows (default: the preset's), at the preset's IPC unless "
+                             "--set METHOD.ipc=N; its set is kept in the store as condensed-METHOD.pt")
     parser.add_argument("--shard", default="0/1", help="build only models k with k %% n == i")
     parser.add_argument("--store", default=None)
     parser.add_argument("--work-dir", default="runs/benchmarks")
@@ -86,6 +90,11 @@ def main(argv=None) -> int:
     if args.rescore:
         return rescore(out, args.seed, args.data_root)
 
+    overrides, preset = method_settings(args.set), get_preset(args.preset)
+    try:
+        condense = condenser_settings(preset, overrides, args.condense) or dict(preset["condense"])
+    except ValueError as err:
+        parser.error(str(err))
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     if args.scenario == "memorised":
         from inversion_attacks.shadow import ShadowStore
@@ -101,13 +110,13 @@ def main(argv=None) -> int:
     store_path = Path(args.store or f"runs/ensembles-{args.preset}-{args.scenario}-seed{args.seed}")
     store = EnsembleStore.create(store_path, splits, meta, forget_ids, seed=args.seed)
     methods = [m for m in args.methods.split(",") if m and m != "retrain"]
-    overrides = method_settings(args.set)
     settings = {m: {**preset.get("unlearn", {}).get(m, {}), **overrides.get(m, {})} for m in methods}
-    condensed = None
-    if any(get_unlearner(method_of(m)).requires_condensed for m in methods):
-        cond = dict(preset["condense"])
-        condensed = shared_condensed(store_path / "condensed.pt", splits, original, meta, method=cond.pop("method"),
-                                     seed=args.seed, **cond)
+    condensed, on_condensed = None, [m for m in methods if get_unlearner(method_of(m)).requires_condensed]
+    if on_condensed:
+        method = condense.pop("method")
+        name = "condensed.pt" if method == preset["condense"]["method"] else f"condensed-{method}.pt"
+        condensed = shared_condensed(store_path / name, splits, original, meta, method=method, seed=args.seed,
+                                     **condense)
     fill(store, splits, original, meta, methods=methods, models=args.models, retrains=2 * args.models,
          originals=args.originals, condensed=condensed, settings=settings, shard=(part, parts))
     if len(store.seeds("retrain", "retrain")) < 2 * args.models or any(
@@ -120,11 +129,15 @@ def main(argv=None) -> int:
         methods, settings = kept + methods, {**{m: earlier["settings"][m] for m in kept}, **settings}
     card = scorecard(store, splits, methods=methods)
     role = seed_role(preset, args.seed)
-    made = ({"images": len(condensed), "offline_seconds": condensed.timings["condense_seconds"]} if condensed is not None
+    made = ({"method": condensed.method, "images": len(condensed), "settings": condensed.config,
+             "offline_seconds": condensed.timings["condense_seconds"]} if condensed is not None
             else (earlier or {}).get("condensed"))   # a run that added methods without one keeps the set dcu's rows used
+    # which set each row trained on, where runs that added rows used other condensers
+    row_sets = {m: (earlier or {}).get("condensed") for m in methods if get_unlearner(method_of(m)).requires_condensed}
+    row_sets.update({**(earlier or {}).get("condensed_sets", {}), **{m: made for m in on_condensed}})
     entry = {**provenance(), "preset": args.preset, "config": preset, "scenario": args.scenario, "seed": args.seed,
              "seed_role": role, "settings": settings, "original_train_seconds": meta["times"]["online_seconds"],
-             "condensed": made, **card}
+             "condensed": made, "condensed_sets": row_sets, **card}
     write_entry(out, entry)
     return 0
 

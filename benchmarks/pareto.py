@@ -83,7 +83,8 @@ def main(argv=None) -> int:
         if name in REFERENCE_ROWS or not row.get("seconds"):
             continue
         retrain = run["rows"]["ceiling (retrain vs retrain)"]["seconds"]
-        condense = (run.get("condensed") or {}).get("offline_seconds") or 0.0
+        condensed = run.get("condensed_sets", {}).get(name, run.get("condensed"))
+        condense = (condensed or {}).get("offline_seconds") or 0.0
         base = method_of(name)
         offline = (condense if base == "dcu" else 0.0) + extra_offline.get(label, 0.0)
         if run["settings"].get(name, {}).get("reference"):   # the reference store's shadows, made for this seed

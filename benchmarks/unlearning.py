@@ -24,7 +24,7 @@ from dcu.io import atomic_write_json, atomic_write_text
 from dcu.presets import get_preset, method_settings
 from dcu.progress import set_quiet
 from dcu.workflows.evaluate import provenance
-from dcu.workflows.pipeline import add_reference_columns, compare, table
+from dcu.workflows.pipeline import add_reference_columns, compare, condenser_settings, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ("retain_acc", "forget_acc", "test_acc", "avg_gap", "mia", "indiscernibility", "online_seconds", "rte")
@@ -125,25 +125,17 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     set_quiet(args.quiet)
-    from condense import list_condensers
-
     methods = args.methods.split(",")
     if args.methods == "all":
         from unlearn import list_unlearners
 
         methods = ["retrain"] + [m for m in list_unlearners() if m not in ("retrain", "dcu")] + ["dcu"]
     overrides = method_settings(args.set)
-    preset_overrides = None
-    condensers = set(list_condensers())
-    if args.condense or condensers & set(overrides):
-        condense = {**get_preset(args.preset, args.scenario)["condense"]}
-        if args.condense and args.condense != condense["method"]:
-            condense = {"method": args.condense, "ipc": condense.get("ipc", 10)}
-        condense.update(overrides.pop(condense["method"], {}))
-        for name in condensers & set(overrides):
-            parser.error(f"--set names condenser '{name}', but the run condenses with '{condense['method']}' "
-                         "(--condense)")
-        preset_overrides = {"condense": condense}
+    try:
+        condense = condenser_settings(get_preset(args.preset, args.scenario), overrides, args.condense)
+    except ValueError as err:
+        parser.error(str(err))
+    preset_overrides = {"condense": condense} if condense else None
     if args.retrain_from and ("retrain" in methods or args.update):
         parser.error("--retrain-from takes retrain's rows from another run: leave retrain out of --methods, "
                      "and use it without --update")

@@ -290,6 +290,18 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     assert {"finetune", "dcu", "gradient_ascent"} <= set(joined["rows"])
     assert set(joined["settings"]) == {"finetune", "dcu", "gradient_ascent"}
     assert joined["condensed"] == result["condensed"] and result["condensed"]["images"] > 0   # dcu's set, kept
+    # a row on another condenser's set: kept beside the preset's set, and each row says which set it used
+    ncfm = ["--set", "ncfm.iterations=2", "--set", "ncfm.net_width=16", "--set", "ncfm.num_freqs=64", "--set",
+            "ncfm.num_models=1", "--set", "ncfm.pretrain_epochs=1", "--set", "ncfm.buckets=true"]
+    base = [sys.executable, str(ROOT / "benchmarks" / "audit.py"), "--preset", "smoke", "--seed", "0", "--models", "3",
+            "--store", str(tmp_path / "store"), "--work-dir", str(tmp_path / "work"), "--out", str(out), "--quiet",
+            "--threads", "1", "--condense", "ncfm"]
+    script(base + ["--methods", "dcu@ncfm", *ncfm])
+    sets = json.loads(out.read_text())["runs"]["0"]["condensed_sets"]
+    assert sets["dcu@ncfm"]["method"] == "ncfm" and sets["dcu@ncfm"]["settings"]["buckets"] is True
+    assert sets["dcu"] == result["condensed"] and (tmp_path / "store" / "condensed-ncfm.pt").exists()
+    refused = subprocess.run(base + ["--methods", "dcu@x", "--set", "dm.iterations=2"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "names condenser 'dm'" in refused.stderr
 
 
 def test_retrain_schedule_finds_the_fastest_schedule_then_times_against_it(tmp_path):

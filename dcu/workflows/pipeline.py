@@ -45,6 +45,29 @@ def preset_original(name: str, data_root: Optional[str], seed: int, work_dir: st
     return (preset, splits, *train_original(splits, preset, seed, cache, device))
 
 
+def condenser_settings(preset: Dict[str, Any], overrides: Dict[str, Dict[str, Any]],
+                       method: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The condenser a run uses and its settings, or None where the run keeps the preset's as they are.
+
+    ``method`` (``--condense``) swaps the preset's condenser for another at the preset's IPC; a condenser's own
+    ``--set METHOD.KEY=VALUE`` entries are moved out of ``overrides`` onto it. A ``--set`` that names a condenser
+    the run does not use raises ``ValueError``.
+    """
+    from condense import list_condensers
+
+    named = set(list_condensers()) & set(overrides)
+    if method is None and not named:
+        return None
+    condense = dict(preset["condense"])
+    if method and method != condense["method"]:
+        condense = {"method": method, "ipc": condense.get("ipc", 10)}
+    condense.update(overrides.pop(condense["method"], {}))
+    for name in named - {condense["method"]}:
+        raise ValueError(f"--set names condenser '{name}', but the run condenses with '{condense['method']}' "
+                         "(--condense)")
+    return condense
+
+
 def train_original(splits: DatasetSplits, preset: Dict[str, Any], seed: int, cache: Optional[Path] = None,
                    device: torch.device | str = "cpu"):
     """Train (or load from ``cache``) the original model of a preset and seed on ``device``; returns (model, meta)."""
