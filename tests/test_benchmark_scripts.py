@@ -360,8 +360,10 @@ def test_refresh_benchmark_times_each_request_on_a_saved_set(tmp_path):
     saved = sets / "smoke-ncfm-bucketed-ipc2.pt"
     script([sys.executable, str(ROOT / "benchmarks" / "refresh.py"), "--preset", "smoke", "--condensed",
            str(saved), "--requests", "random:0.002,class:3", "--set", "refresh_iterations=2",
-           "--eval-runs", "1", "--protocol", "dc-cpu", "--out", str(out), "--quiet"], cwd=tmp_path)
+           "--eval-runs", "1", "--protocol", "dc-cpu-w64", "--skip-full", "--out", str(out), "--quiet"], cwd=tmp_path)
     result = json.loads(out.read_text())
+    assert result["condensed"]["evaluation"] is None   # condensation.py scored the saved set
+    assert {r["evaluation"]["protocol"] for r in result["requests"]} == {"dc-cpu-w64"}
     assert result["condensed"]["buckets"] == 20 and result["condensed"]["settings"]["refresh_iterations"] == 2
     few, one_class = result["requests"]
     assert 1 <= few["buckets_remade"] <= few["forget"] <= 5   # a few ids touch at most as many buckets
