@@ -27,7 +27,7 @@ from dcu.workflows.evaluate import provenance
 from dcu.workflows.pipeline import prepare_splits, train_original
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ITERATIVE = {"dc", "dsa", "dm", "ncfm"}
+ITERATIVE = {"dc", "dsa", "dm", "idm", "ncfm"}
 # GPU numbers, ConvNet-128 (coresets: Zhao, Mopuri & Bilen, ICLR 2021, Table 1; DC, DSA, DM: Zhao & Bilen,
 # WACV 2023, Table 1)
 ANCHORS = {1: {"random": 14.4, "herding": 21.5, "kcenter": 21.5, "dc": 28.3, "dsa": 28.8, "dm": 26.0},
