@@ -300,6 +300,13 @@ def test_audit_benchmark_writes_a_scorecard_per_seed(tmp_path):
     sets = json.loads(out.read_text())["runs"]["0"]["condensed_sets"]
     assert sets["dcu@ncfm"]["method"] == "ncfm" and sets["dcu@ncfm"]["settings"]["buckets"] is True
     assert sets["dcu"] == result["condensed"] and (tmp_path / "store" / "condensed-ncfm.pt").exists()
+    # a refresh setting reuses the kept set (not made again) and is recorded for the row that used it
+    made = (tmp_path / "store" / "condensed-ncfm.pt").stat().st_mtime_ns
+    script(base + ["--methods", "dcu@ncfm0", *ncfm, "--set", "ncfm.refresh_iterations=0"])
+    sets = json.loads(out.read_text())["runs"]["0"]["condensed_sets"]
+    assert (tmp_path / "store" / "condensed-ncfm.pt").stat().st_mtime_ns == made
+    assert sets["dcu@ncfm0"]["settings"]["refresh_iterations"] == 0 and sets["dcu@ncfm"]["settings"]["refresh_iterations"] is None
+    assert sets["dcu@ncfm0"]["offline_seconds"] == sets["dcu@ncfm"]["offline_seconds"]
     refused = subprocess.run(base + ["--methods", "dcu@x", "--set", "dm.iterations=2"], capture_output=True, text=True)
     assert refused.returncode == 2 and "names condenser 'dm'" in refused.stderr
 

@@ -306,13 +306,17 @@ def scorecard(store: EnsembleStore, splits: DatasetSplits, *, methods: Iterable[
 
 def shared_condensed(path: Path, splits: DatasetSplits, model: nn.Module, meta: Dict[str, Any], *,
                      method: str = "fdm", seed: int = 0, **settings: Any):
-    """The condensed set an audit's methods share (offline, once), kept in the ensemble store's folder."""
+    """The condensed set an audit's methods share (offline, once), kept in the ensemble store's folder.
+
+    Settings named ``refresh_*`` change only how a request re-makes buckets, so a kept set takes them without
+    being made again."""
     from condense import get_condenser, load_condensed
 
     if Path(path).exists():
         cset = load_condensed(path)
         if (cset.source.get("model_hash") == meta["hash"] and cset.method == method
-                and all(cset.config.get(k) == v for k, v in settings.items())):
+                and all(cset.config.get(k) == v for k, v in settings.items() if not k.startswith("refresh_"))):
+            cset.config.update({k: v for k, v in settings.items() if k.startswith("refresh_")})
             return cset
     cset = get_condenser(method, seed=seed, **settings).condense(splits, model, meta["hash"])
     cset.source["holdout"] = meta.get("holdout")
