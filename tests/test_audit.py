@@ -104,6 +104,21 @@ def test_the_store_resumes_and_refuses_another_request(audited, tmp_path):
         EnsembleStore.create(store.path, splits, meta, random_ids(splits.train.ids, 0.1, 1))
 
 
+def test_a_label_that_extends_another_is_an_ensemble_of_its_own(audited):
+    """``dcu@ref`` and ``dcu@ref-t4`` share a file prefix; neither ensemble may take the other's models."""
+    store, _, _ = audited
+    seeds = store.seeds("unlearn", "finetune")
+    copies = [store.file("unlearn", "finetune-deep", s) for s in seeds[:2]]
+    for seed, copy in zip(seeds, copies):
+        copy.write_bytes(store.file("unlearn", "finetune", seed).read_bytes())
+    try:
+        assert store.seeds("unlearn", "finetune") == seeds and store.seeds("unlearn", "finetune-deep") == seeds[:2]
+        assert store.bank("unlearn", "finetune")["seeds"] == seeds
+    finally:
+        for copy in copies:
+            copy.unlink()
+
+
 def test_dcu_audit_builds_in_shards_then_writes_the_scorecard(tmp_path, capsys):
     original = tmp_path / "original.pt"
     assert main(["train", "--dataset", "digits", "--model", "mlp", "--epochs", "10", "--out", str(original),

@@ -95,7 +95,8 @@ class EnsembleStore:
 
     def seeds(self, kind: str, method: str) -> List[int]:
         """The seeds of the models of one ensemble that are in the store."""
-        return sorted(int(p.stem.rsplit("-", 1)[1]) for p in self.path.glob(f"{kind}-{method}-*.pt"))
+        prefix = f"{kind}-{method}-"   # a label that extends this one with "-..." is another ensemble
+        return sorted(int(p.stem[len(prefix):]) for p in self.path.glob(f"{prefix}*.pt") if p.stem[len(prefix):].isdigit())
 
     def add(self, kind: str, method: str, seed: int, model: nn.Module, splits: DatasetSplits, seconds: float, *,
             source: Optional[str] = None) -> None:
