@@ -8,9 +8,16 @@ Two measurements, on the logit-scaled confidence φ of each forget image:
    and, as the noise floor, one half of the retrain ensemble against the other.
 2. **How closely dcu meets its targets** (``--fit``): dcu with ``reference_spread=0`` (every target the OUT
    mean + offset), for each ``--fit`` setting; the error between the φ it reaches and its targets.
+3. **An oracle reference** (``--oracle FILE``): a reference file made from the store's *ceiling* half of the
+   retrain ensemble (each forget image's mean and spread of φ over those retrained models, offset 0). dcu run
+   on it (``--set dcu@oracle.reference=FILE``) shows how far dcu gets when its targets are exactly what
+   retraining does: the bound a better reference could reach, and what dcu's fit alone costs. No method could
+   have this file (it reads retrained models), and the score's reference half is not in it.
 
     python benchmarks/reference_diagnostics.py --preset audit --data-root ~/data/cifar10 --seed 0 \\
         --fit "{}" --fit '{"epochs": 40, "lr": 0.1}'
+    python benchmarks/reference_diagnostics.py --preset audit --data-root ~/data/cifar10 --seed 0 \\
+        --oracle runs/oracle-audit-seed0.pt
 
 Output: ``benchmarks/results/reference-diagnostics-<preset>-seed<seed>.json``.
 """
@@ -31,6 +38,7 @@ from dcu.train import TrainConfig, accuracy, logit_confidence, predict
 from dcu.workflows.audit import EnsembleStore
 from dcu.workflows.evaluate import provenance
 from dcu.workflows.pipeline import preset_original
+from dcu.workflows.reference import write_reference
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,6 +55,18 @@ def compare(phi: torch.Tensor, reference_mean: torch.Tensor, reference_std: torc
     return out
 
 
+def oracle_reference(store: EnsembleStore, labels: torch.Tensor) -> dict:
+    """A dcu reference file for the store's forget ids from the first (ceiling) half of its retrain ensemble:
+    the half that the scorecard never uses as the reference."""
+    retrained = store.bank("retrain", "retrain")
+    half = len(retrained["seeds"]) // 2
+    phi = logit_confidence(retrained["forget"][:half], labels)
+    ids, order = torch.sort(store.forget_ids)   # dcu looks ids up by binary search
+    return {"format": "dcu-reference", "ids": ids, "out_mean": phi.mean(0)[order],
+            "out_std": phi.std(0)[order], "offset": 0.0, "shadows": half, "min_out": half, "filled_in": 0,
+            "oracle": f"retrained models {retrained['seeds'][:half]} of {store.path}"}
+
+
 def main(argv=None) -> int:
     from condense import load_condensed
     from unlearn import get_unlearner
@@ -58,6 +78,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--store", default=None, help="default runs/ensembles-<preset>-random-seed<seed>")
     parser.add_argument("--reference", default=None, help="default runs/reference-<preset>-seed<seed>.pt")
+    parser.add_argument("--oracle", default=None, metavar="FILE",
+                        help="write an oracle reference file from the store's ceiling half of retrains, and stop")
     parser.add_argument("--fit", action="append", default=[], metavar="JSON", help="dcu settings to test (repeatable)")
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--out", default=None)
@@ -73,6 +95,11 @@ def main(argv=None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     store = EnsembleStore(args.store or f"runs/ensembles-{args.preset}-random-seed{args.seed}")
+    if args.oracle:
+        oracle = oracle_reference(store, splits.train.subset(store.forget_ids).labels)
+        write_reference(oracle, Path(args.oracle))
+        print(f"{args.oracle}: {oracle['oracle']}; median spread {float(oracle['out_std'].median()):.3f}")
+        return 0
     reference_path = args.reference or f"runs/reference-{args.preset}-seed{args.seed}.pt"
     reference = safe_load(reference_path, what="dcu reference file")
     forget_ids = store.forget_ids

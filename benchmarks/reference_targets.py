@@ -6,7 +6,8 @@ preset's original, then each training id's OUT confidence mean and spread, writt
 Writes runs/reference-<preset>-seed<seed>.pt and benchmarks/results/reference-<preset>-seed<seed>.json (the
 offline seconds, the offset, the shadows). The store (runs/shadows-<preset>-seed<seed>, or --store) resumes
 after a stop. A store's masks are seeded per index, so a larger store (--store, --shadows 32) may start from a
-smaller one's shadow files, copied or linked in.
+smaller one's shadow files, copied or linked in. ``--shard i/n`` lets n processes (``--threads 1`` each) fill one
+store; the last to finish writes the reference.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json
+from dcu.presets import parse_shard
 from dcu.progress import set_quiet
 from dcu.workflows.evaluate import provenance
 from dcu.workflows.pipeline import preset_original
@@ -37,17 +39,25 @@ def main(argv=None) -> int:
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--out", default=None, help="reference file (default runs/reference-<preset>-seed<seed>.pt)")
     parser.add_argument("--results", default=None, help="JSON (default benchmarks/results/reference-<preset>-seed<seed>.json)")
+    parser.add_argument("--shard", default="0/1", help="train only shadows k with k %% n == i")
     parser.add_argument("--quiet", action="store_true")
     add_threads_argument(parser)
     args = parser.parse_args(argv)
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as err:
+        parser.error(str(err))
     set_quiet(args.quiet)
     set_threads(args.threads)
     _, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     store = ShadowStore.create(Path(args.store or f"runs/shadows-{args.preset}-seed{args.seed}"), splits, meta,
                                count=args.shadows, seed=args.seed)
     start = time.perf_counter()
-    trained = store.fill(splits)
+    trained = store.fill(splits, shard=shard)
     shadow_seconds = time.perf_counter() - start
+    if len(store.done()) < store.manifest["count"]:
+        print(f"shard {args.shard} done; {store.path} waits for the other shards", flush=True)
+        return 0
     start = time.perf_counter()
     reference = reference_behaviour(store, splits, original)
     out = Path(args.out or f"runs/reference-{args.preset}-seed{args.seed}.pt")

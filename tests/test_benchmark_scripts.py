@@ -8,9 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from condense import CondensedSet
+from dcu.presets import get_preset
 from dcu.progress import set_quiet
+from dcu.train import logit_confidence
+from dcu.workflows.audit import EnsembleStore
+from dcu.workflows.pipeline import prepare_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -344,7 +349,10 @@ def test_reference_targets_then_audit_then_diagnostics(tmp_path):
                "--work-dir", str(tmp_path / "work"), "--quiet", "--threads", "1", *args], cwd=tmp_path)
 
     ref = tmp_path / "ref.pt"
-    run("reference_targets.py", "--shadows", "4", "--out", str(ref), "--results", str(tmp_path / "ref.json"))
+    make_ref = ("reference_targets.py", "--shadows", "4", "--out", str(ref), "--results", str(tmp_path / "ref.json"))
+    run(*make_ref, "--shard", "1/2")   # shadows 1 and 3: the store is not complete, so no reference yet
+    assert not ref.exists() and len(list((tmp_path / "runs" / "shadows-smoke-seed0").glob("shadow-*.pt"))) == 2
+    run(*make_ref, "--shard", "0/2")
     assert json.loads((tmp_path / "ref.json").read_text())["shadows"] == 4
     run("audit.py", "--models", "3", "--methods", "dcu,dcu@ref", "--set", f"dcu@ref.reference={ref}",
         "--store", str(tmp_path / "store"), "--out", str(tmp_path / "audit.json"))
@@ -354,6 +362,19 @@ def test_reference_targets_then_audit_then_diagnostics(tmp_path):
     assert set(diag["ensembles"]) == {"dcu", "dcu@ref"} and diag["retrain_models"] == 6
     short, long, untouched = *diag["fit"], diag["original against the reference prediction"]
     assert long["mean_abs_error"] < short["mean_abs_error"] < untouched["mean_abs_error"]
+    # the oracle reference: the first (ceiling) half of the store's retrain ensemble, per forget id
+    oracle = tmp_path / "oracle.pt"
+    run("reference_diagnostics.py", "--store", str(tmp_path / "store"), "--oracle", str(oracle))
+    made = torch.load(oracle, weights_only=True)
+    store = EnsembleStore(tmp_path / "store")
+    forget = prepare_splits(get_preset("smoke"), None).train.subset(store.forget_ids)
+    phi = logit_confidence(store.bank("retrain", "retrain")["forget"], forget.labels)   # (6 models, examples)
+    order = torch.argsort(forget.ids)
+    assert made["shadows"] == 3 and torch.equal(made["ids"], forget.ids[order]) and made["offset"] == 0
+    assert torch.allclose(made["out_mean"], phi[:3].mean(0)[order]) and torch.allclose(made["out_std"], phi[:3].std(0)[order])
+    run("audit.py", "--models", "3", "--methods", "dcu@oracle", "--set", f"dcu@oracle.reference={oracle}",
+        "--set", "dcu@oracle.reference_offset=0", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "audit.json"))
+    assert "dcu@oracle" in json.loads((tmp_path / "audit.json").read_text())["runs"]["0"]["rows"]
 
 
 def test_refresh_benchmark_times_each_request_on_a_saved_set(tmp_path):
