@@ -40,6 +40,10 @@
    own distribution, moved to the original's level by the file's ``offset`` (``reference_fit``: by a line
    fitted on the held-out images instead), with ``reference_spread`` x its spread, instead of from the
    held-out quantiles by rank.
+   ``phi_weight`` adds a Huber loss (squared within 1, linear beyond) on each forget image's logit-scaled
+   confidence beside the KL to its target. The KL weighs an error in that confidence by about p(1 - p), so a
+   confident image is pulled to its target weakly, while a per-example auditor reads the confidence itself,
+   every image alike. (A plain squared error diverged on the smoke preset at weight 1: targets span ±9.)
 5. **Cost.** Only the last ``tail_stages`` blocks of the network are trained (``Model.stages()``), on
    activations of the frozen trunk computed once for the forget set and the condensed set, so a step costs
    a fraction of a full forward-backward pass. The stopping point is a fixed number of passes over the
@@ -83,6 +87,7 @@ class DCUConfig(UnlearnConfig):
     reference_spread: float = 1.0  # scale of the reference's per-example spread in the drawn targets
     reference_offset: float = 1.0  # share of the reference's offset (shadows' level -> the original's) applied
     reference_fit: bool = False    # map the shadows' means to the original's level by a line fitted on held-out images
+    phi_weight: float = 0.0        # weight of a Huber loss on the forget images' logit-scaled confidences
     class_reset: bool = False      # whole-class requests: re-initialise the classifier, train it on the condensed set
     class_epochs: int = 0          # passes over the condensed set after a class reset (0: retraining's steps)
 
@@ -233,15 +238,19 @@ class DCU(Unlearner):
             target = target.repeat(2, 1)
         T = cfg.temperature
         soft_syn = _without((logits_syn / T).softmax(1), absent)
+        p_label = target.gather(1, forget_views.labels.view(-1, 1)).squeeze(1).clamp(1e-4, 1 - 1e-4)
+        target_phi = torch.logit(p_label)
         device = model_device(model)   # the cached tensors live where the tail trains; batches index them from the CPU
-        h_syn, soft_syn, target = (on_device(t, device) for t in (h_syn, soft_syn, target))
+        h_syn, soft_syn, target, target_phi = (on_device(t, device) for t in (h_syn, soft_syn, target, target_phi))
         syn_labels = on_device(synthetic.labels, device)
 
-        def loss_fn(student_tail, h_f, _y, idx):
+        def loss_fn(student_tail, h_f, y, idx):
             pick = torch.randint(0, len(h_syn), (min(cfg.batch_condensed, len(h_syn)),), generator=gen)
             logits = student_tail(torch.cat([h_f, h_syn[pick]]))
             out_forget, out_syn = logits[: len(h_f)], logits[len(h_f):]
             forget_loss = F.kl_div(out_forget.log_softmax(1), target[idx], reduction="batchmean")
+            if cfg.phi_weight:
+                forget_loss = forget_loss + cfg.phi_weight * F.huber_loss(logit_confidence(out_forget, y), target_phi[idx])
             distill = F.kl_div((out_syn / T).log_softmax(1), soft_syn[pick], reduction="batchmean") * T * T
             labels = cfg.label_weight * F.cross_entropy(out_syn, syn_labels[pick]) if cfg.label_weight else 0.0
             return forget_loss + cfg.retain_weight * (distill + labels)
@@ -252,6 +261,8 @@ class DCU(Unlearner):
                 loss = F.cross_entropy(predict(tail, h_val), val.labels, reduction="none")
                 fresh = calibrated_targets(logits_forget, forget.labels, margin, loss, absent, noise)
                 target.copy_(fresh.repeat(len(target) // len(fresh), 1).to(device))
+                label_p = target.gather(1, on_device(forget_views.labels, device).view(-1, 1)).squeeze(1)
+                target_phi.copy_(torch.logit(label_p.clamp(1e-4, 1 - 1e-4)))
 
         schedule = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_forget, lr=cfg.lr, schedule="cosine",
                                momentum=0.9, weight_decay=self.train_config.weight_decay, seed=cfg.seed)
