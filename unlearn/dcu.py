@@ -138,6 +138,11 @@ def _distributions(logits: torch.Tensor, labels: torch.Tensor, p_true: torch.Ten
     return (others * (1 - p_true).unsqueeze(1)).scatter(1, labels.view(-1, 1), p_true.unsqueeze(1))
 
 
+def _label_confidence(target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The logit-scaled confidence log p / (1 - p) that target distributions put on their labels."""
+    return torch.logit(target.gather(1, labels.view(-1, 1)).squeeze(1).clamp(1e-4, 1 - 1e-4))
+
+
 def _targets_at(logits: torch.Tensor, labels: torch.Tensor, phi: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
     """Target distributions whose logit-scaled confidence on the label is ``phi``; the rest as the original's."""
     return _distributions(logits, labels, torch.sigmoid(phi).clamp(1e-4, 1 - 1e-4), absent)
@@ -238,8 +243,7 @@ class DCU(Unlearner):
             target = target.repeat(2, 1)
         T = cfg.temperature
         soft_syn = _without((logits_syn / T).softmax(1), absent)
-        p_label = target.gather(1, forget_views.labels.view(-1, 1)).squeeze(1).clamp(1e-4, 1 - 1e-4)
-        target_phi = torch.logit(p_label)
+        target_phi = _label_confidence(target, forget_views.labels)
         device = model_device(model)   # the cached tensors live where the tail trains; batches index them from the CPU
         h_syn, soft_syn, target, target_phi = (on_device(t, device) for t in (h_syn, soft_syn, target, target_phi))
         syn_labels = on_device(synthetic.labels, device)
@@ -261,8 +265,7 @@ class DCU(Unlearner):
                 loss = F.cross_entropy(predict(tail, h_val), val.labels, reduction="none")
                 fresh = calibrated_targets(logits_forget, forget.labels, margin, loss, absent, noise)
                 target.copy_(fresh.repeat(len(target) // len(fresh), 1).to(device))
-                label_p = target.gather(1, on_device(forget_views.labels, device).view(-1, 1)).squeeze(1)
-                target_phi.copy_(torch.logit(label_p.clamp(1e-4, 1 - 1e-4)))
+                target_phi.copy_(_label_confidence(target, on_device(forget_views.labels, device)))
 
         schedule = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_forget, lr=cfg.lr, schedule="cosine",
                                momentum=0.9, weight_decay=self.train_config.weight_decay, seed=cfg.seed)
