@@ -3,6 +3,8 @@
     python benchmarks/pareto.py                      # reads benchmarks/results/audit-audit-random.json
     python benchmarks/pareto.py --audit benchmarks/results/audit-audit-random.json \
         --audit benchmarks/results/audit-audit-random-tuned.json   # and the rows of a second run
+    python benchmarks/pareto.py ... --audit benchmarks/results/audit-audit-random-phi.json \
+        --reference-json audit-audit-random-phi.json=-s32-rebuild   # its stores were rebuilt
 
 A method that ran with other settings in a later file is a point of its own, "METHOD, tuned" when those are
 the preset's shipped settings (dcu/tuned/<preset>.json), else "METHOD, <file>"; a row seen before with the
@@ -36,19 +38,23 @@ def front(points):
                   key=lambda p: p["rte"])
 
 
-def reference_store_seconds(preset: str, seed, reference: str) -> float:
+def reference_store_seconds(preset: str, seed, reference: str, suffix: str = "", skip=(), results: Path = RESULTS) -> float:
     """The training time of the shadow store behind a reference file, from the reference_targets.py JSON that
     wrote it: the seconds per shadow of the run that trained them, times the store's shadows (a store grown
-    from a smaller one trained only part of them in that run)."""
-    for made in sorted(RESULTS.glob(f"reference-{preset}-seed{seed}*.json")):
+    from a smaller one trained only part of them in that run). A rebuilt store overwrites its reference file,
+    so two JSONs may name it: ``suffix`` keeps the JSONs whose names end in it, ``skip`` drops those ending in
+    any of its suffixes; else the first by name."""
+    for made in sorted(results.glob(f"reference-{preset}-seed{seed}*{suffix}.json")):
+        if any(made.stem.endswith(other) for other in skip if other != suffix):
+            continue
         entry = json.loads(made.read_text())
         if entry.get("reference_file", f"runs/reference-{preset}-seed{seed}.pt") == reference:
             return entry["shadow_seconds_from_file_times"] * entry["shadows"] / max(entry["shadows_trained_now"], 1)
-    raise FileNotFoundError(f"No benchmarks/results/reference-{preset}-seed{seed}*.json wrote {reference}.")
+    raise FileNotFoundError(f"No {results}/reference-{preset}-seed{seed}*{suffix}.json wrote {reference}.")
 
 
 def labelled_rows(paths):
-    """(label, seed, run, row name, row) for every evaluation-seed row of the audit files, in order. A method
+    """(label, seed, run, row name, row, path) for every evaluation-seed row of the audit files, in order. A method
     that an earlier file ran with other settings gets a label of its own (see the module docstring)."""
     seen = {}   # method name -> (the file, the settings) its plain label stands for
     taken = set()
@@ -66,7 +72,7 @@ def labelled_rows(paths):
                     label = f"{name}, tuned" if shipped.get(name) == settings else f"{name}, {Path(path).stem}"
                 if (label, seed) not in taken:
                     taken.add((label, seed))
-                    yield label, seed, run, name, row
+                    yield label, seed, run, name, row, path
 
 
 def main(argv=None) -> int:
@@ -75,11 +81,15 @@ def main(argv=None) -> int:
                         help="an audit JSON; repeat for more (default benchmarks/results/audit-audit-random.json)")
     parser.add_argument("--offline", action="append", default=[], metavar="METHOD=SECONDS",
                         help="an offline cost per original (e.g. dcu@ref=776 for a reference store's shadows)")
+    parser.add_argument("--reference-json", action="append", default=[], metavar="AUDIT=SUFFIX",
+                        help="the reference stores of audit file AUDIT (its name) are described by the "
+                             "reference-<preset>-seed<S>*SUFFIX.json files; other audits skip those")
     args = parser.parse_args(argv)
     audits = args.audit or [str(RESULTS / "audit-audit-random.json")]
     extra_offline = {k: float(v) for k, v in (item.split("=", 1) for item in args.offline)}
+    suffixes = dict(item.split("=", 1) for item in args.reference_json)
     per_method = {}
-    for label, seed, run, name, row in labelled_rows(audits):
+    for label, seed, run, name, row, path in labelled_rows(audits):
         if name in REFERENCE_ROWS or not row.get("seconds"):
             continue
         retrain = run["rows"]["ceiling (retrain vs retrain)"]["seconds"]
@@ -88,7 +98,8 @@ def main(argv=None) -> int:
         base = method_of(name)
         offline = (condense if base == "dcu" else 0.0) + extra_offline.get(label, 0.0)
         if run["settings"].get(name, {}).get("reference"):   # the reference store's shadows, made for this seed
-            offline += reference_store_seconds(run["preset"], seed, run["settings"][name]["reference"])
+            offline += reference_store_seconds(run["preset"], seed, run["settings"][name]["reference"],
+                                               suffixes.get(Path(path).name, ""), suffixes.values())
         per_method.setdefault(label, []).append(
             {"seed": int(seed), "score": row["forgetting_score"], "ulira": row["ulira"]["auc"],
              "rte": retrain / row["seconds"], "seconds": row["seconds"], "retrain_seconds": retrain,

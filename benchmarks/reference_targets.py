@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shadows", type=int, default=16)
+    parser.add_argument("--keep", type=float, default=0.5,
+                        help="share of the pool each shadow trains on (a new store; 0.5 as LiRA's)")
     parser.add_argument("--store", default=None, help="shadow store folder (default runs/shadows-<preset>-seed<seed>)")
     parser.add_argument("--work-dir", default="runs/benchmarks")
     parser.add_argument("--out", default=None, help="reference file (default runs/reference-<preset>-seed<seed>.pt)")
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     _, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     store = ShadowStore.create(Path(args.store or f"runs/shadows-{args.preset}-seed{args.seed}"), splits, meta,
-                               count=args.shadows, seed=args.seed)
+                               count=args.shadows, seed=args.seed, keep=args.keep)
     start = time.perf_counter()
     trained = store.fill(splits, shard=shard)
     shadow_seconds = time.perf_counter() - start
@@ -64,6 +66,7 @@ def main(argv=None) -> int:
     write_reference(reference, out)
     files = sorted(store.path.glob("shadow-*.pt"), key=lambda f: f.stat().st_mtime)
     summary = {**provenance(), "preset": args.preset, "seed": args.seed, "shadows": reference["shadows"],
+               "keep": store.manifest.get("keep", 0.5),
                "shadows_trained_now": len(trained), "shadow_seconds_this_run": shadow_seconds,
                # the store's whole training time, from its files' times (a run that was stopped and resumed
                # included); it counts any other load the machine had then

@@ -1,8 +1,9 @@
 """A store of shadow models for the likelihood-ratio attacks (LiRA, RMIA).
 
-Each shadow model trains, with the target's architecture and schedule, on a random half of a *pool* of
-training ids (the training split and its held-out part: every id has shadows that saw it and shadows that
-did not). The store keeps, per shadow, its membership mask over the pool and its logits on every pool image
+Each shadow model trains, with the target's architecture and schedule, on a random half (``keep``) of a
+*pool* of training ids (the training split and its held-out part: every id has shadows that saw it and
+shadows that did not). LiRA's shadows keep half; a reference for dcu's targets may keep more, so that its
+OUT models are closer in size to a retrained one. The store keeps, per shadow, its membership mask over the pool and its logits on every pool image
 (eval mode, the image and its horizontal flip when the data are flipped in training), so an attack never
 re-runs a shadow model, and its weights (for attacks that unlearn shadows, such as U-LiRA). One file per shadow, written atomically: a run stopped at any point resumes where
 it was, and ``shard=(i, n)`` lets n machines fill one store (shadow k belongs to shard k mod n); the store
@@ -57,12 +58,14 @@ class ShadowStore:
     # --- creation -------------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, splits: DatasetSplits, meta: Dict[str, Any], *, count: int = 16,
-               seed: int = 0) -> "ShadowStore":
+               seed: int = 0, keep: float = 0.5) -> "ShadowStore":
         """A new (empty) store for models like the one ``meta`` describes; reopening an existing store with
         the same settings is allowed (that is how a stopped run or another shard continues), also when the
         held-out split has grown since: the pool it was made with stays the pool."""
         if count < 2:
             raise ValueError(f"A shadow store needs at least 2 models (some in, some out). Got {count}.")
+        if not 0 < keep < 1:
+            raise ValueError(f"keep is the share of the pool each shadow trains on, in (0, 1). Got {keep}.")
         path = Path(path)
         pool = splits.train.ids if splits.val is None else torch.cat([splits.train.ids, splits.val.ids])
         pool = torch.sort(pool).values
@@ -70,13 +73,17 @@ class ShadowStore:
                     "pool_ids": pool.tolist(), "pool_hash": ids_hash(pool), "count": count, "seed": seed,
                     "arch": meta["arch"], "arch_args": meta["arch_args"],
                     "train_config": _schedule(meta["train_config"])}
+        if keep != 0.5:   # stores made before ``keep`` existed keep half and have no such key
+            manifest["keep"] = keep
         existing = path / MANIFEST
         if existing.exists():
             old = json.loads(existing.read_text())
             manifest = json.loads(json.dumps(manifest))   # compare as stored (tuples read back as lists)
             if isinstance(old.get("train_config"), dict):   # stores made before the target's seed was left out
                 old["train_config"] = _schedule(old["train_config"])
-            differ = [k for k in manifest if k not in ("pool_ids", "pool_hash") and old.get(k) != manifest[k]]
+            differ = [k for k in manifest if k not in ("pool_ids", "pool_hash", "keep") and old.get(k) != manifest[k]]
+            if old.get("keep", 0.5) != keep:
+                differ.append("keep")
             old_pool = torch.tensor(old["pool_ids"], dtype=torch.long)
             # a store made with a smaller held-out split still serves: its pool holds every training id
             if not (torch.isin(splits.train.ids, old_pool).all() and torch.isin(old_pool, pool).all()):
@@ -89,11 +96,12 @@ class ShadowStore:
         return cls(path)
 
     def mask(self, index: int) -> torch.Tensor:
-        """Shadow ``index``'s training half of the pool (seeded, so every shard draws the same masks), less any
+        """Shadow ``index``'s training share of the pool (seeded, so every shard draws the same masks), less any
         id pruned from the store after a deletion request."""
         gen = torch.Generator().manual_seed(self.manifest["seed"] * 100_003 + index)
         excluded = torch.tensor(self.manifest.get("excluded_ids", []), dtype=torch.long)
-        return (torch.rand(len(self.pool), generator=gen) < 0.5) & ~torch.isin(self.pool, excluded)
+        keep = self.manifest.get("keep", 0.5)
+        return (torch.rand(len(self.pool), generator=gen) < keep) & ~torch.isin(self.pool, excluded)
 
     # --- deletion requests ----------------------------------------------------------------------------
     def trained_on(self, ids: torch.Tensor) -> Dict[int, int]:

@@ -102,6 +102,25 @@ def test_shadow_store_refuses_other_settings_and_missing_ids(shadow_setup, tmp_p
         get_attack("lira").run(original, forget, splits.val)
 
 
+def test_a_store_may_keep_more_than_half_and_refuses_another_share(shadow_setup, tmp_path):
+    from inversion_attacks.shadow import ShadowStore
+
+    splits, original, _, _, path = shadow_setup
+    meta = json.loads((path / "manifest.json").read_text())
+    meta = {"arch": meta["arch"], "arch_args": meta["arch_args"], "train_config": meta["train_config"]}
+    with pytest.raises(Exception, match=r"other settings \(keep\)"):   # the half store is not a 0.8 one
+        ShadowStore.create(path, splits, meta, count=16, keep=0.8)
+    wide = ShadowStore.create(tmp_path / "wide", splits, meta, count=16, keep=0.8)
+    half = ShadowStore(path)
+    shares = torch.stack([wide.mask(i) for i in range(16)]).float().mean(1)
+    assert ((shares > 0.75) & (shares < 0.85)).all(), shares
+    assert all((half.mask(i) <= wide.mask(i)).all() for i in range(16))   # the same draws, a higher threshold
+    with pytest.raises(Exception, match=r"other settings \(keep\)"):
+        ShadowStore.create(tmp_path / "wide", splits, meta, count=16)
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        ShadowStore.create(tmp_path / "bad", splits, meta, count=16, keep=1.0)
+
+
 def test_a_store_serves_originals_of_any_seed_but_no_other_schedule(shadow_setup):
     from conftest import SMOKE_TRAIN
 

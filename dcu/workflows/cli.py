@@ -416,7 +416,7 @@ def cmd_shadows(args) -> int:
     part, parts = parse_shard(args.shard)
     _, meta, splits, _ = _load_model(args)
     check_outputs({"--out": Path(args.out) / "manifest.json"}, {"--model": args.model})
-    store = ShadowStore.create(args.out, splits, meta, count=args.count, seed=args.seed)
+    store = ShadowStore.create(args.out, splits, meta, count=args.count, seed=args.seed, keep=args.keep)
     trained = store.fill(splits, shard=(part, parts))
     log.info("Trained %d shadow model(s) of shard %d/%d; %s now holds %d of %d.", len(trained), part, parts, args.out,
              len(store.done()), args.count)
@@ -974,6 +974,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--model", required=True, help="the target's original: its architecture and schedule are copied")
     p.add_argument("--count", type=_number(int, 2), default=16, help="shadow models in the store (each trains on a random half)")
+    p.add_argument("--keep", type=_number(float, 0, 1, open_low=True, open_high=True), default=0.5,
+                   help="share of the pool each shadow trains on (default 0.5, LiRA's; more for a dcu reference)")
     p.add_argument("--shard", default="0/1", help="train only shadows k with k %% n == i (default 0/1: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="the store's folder")
