@@ -134,7 +134,7 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     script(base + ["--seeds", "1", "--first-seed", "1", "--append"], cwd=tmp_path)
     result = json.loads(out.read_text())
     assert [r["seed"] for r in result["runs"]] == [0, 1]
-    assert result["machine"]["cores"] >= 1 and result["versions"]["torch"]
+    assert result["machine"]["cores"] >= 1 and result["machine"]["threads"] >= 1 and result["versions"]["torch"]
     assert result["summary"]["gradient_ascent"]["forget_acc"]["n"] == 2
     clash = subprocess.run(base + ["--seeds", "1", "--append", "--scenario", "class"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)

@@ -4,6 +4,7 @@ Attacks are looked up by name in the ``inversion_attacks`` registry (imported he
 """
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from typing import Any, Dict, Iterable, Optional
@@ -30,7 +31,9 @@ def machine() -> Dict[str, Any]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": torch.get_num_threads(), "gpu": gpu, "device": "cuda" if gpu else "cpu",
+    # older files have no "threads" and hold torch's thread count under "cores"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "threads": torch.get_num_threads(), "gpu": gpu, "device": "cuda" if gpu else "cpu",
             "platform": platform.platform()}
 
 
