@@ -517,6 +517,23 @@ def test_dc_cost_counts_an_iterations_image_passes(tmp_path):
     assert result["estimated_seconds_per_iteration"] == pytest.approx(71600 * result["pass_seconds"]["default"] / 4)
 
 
+def test_pareto_charges_a_rebuilt_store_its_own_shadow_seconds(tmp_path):
+    path = ROOT / "benchmarks" / "pareto.py"
+    spec = importlib.util.spec_from_file_location("_benchmark_pareto_direct", path)
+    pareto = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pareto)
+    for name, seconds in (("s32", 100.0), ("s32-rebuild", 300.0)):   # both wrote the same reference file
+        (tmp_path / f"reference-audit-seed100-{name}.json").write_text(json.dumps(
+            {"reference_file": "runs/ref.pt", "shadow_seconds_from_file_times": seconds, "shadows": 32,
+             "shadows_trained_now": 16}))
+    skip = ["-s32-rebuild"]
+    assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", "", skip, tmp_path) == 200.0
+    assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", "-s32-rebuild", skip, tmp_path) == 600.0
+    assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", results=tmp_path) == 600.0   # first by name
+    with pytest.raises(FileNotFoundError, match="wrote runs/other.pt"):
+        pareto.reference_store_seconds("audit", 100, "runs/other.pt", results=tmp_path)
+
+
 def test_pareto_keeps_a_method_run_with_other_settings_apart(tmp_path, capsys):
     from dcu.presets import tuned_settings
 
