@@ -159,6 +159,26 @@ def test_shadows_in_shards_then_lira_and_rmia_from_the_cli(workdir, tmp_path, ca
     assert "0 <= i < n" in capsys.readouterr().err
 
 
+def test_reference_from_a_full_store_feeds_dcu_and_refuses_a_partial_one(workdir, tmp_path, capsys):
+    w, store, ref = workdir, tmp_path / "shadows", tmp_path / "reference.pt"
+    model = ("--dataset", "digits", "--model", str(w / "original.pt"))
+    assert dcu_cli("shadows", *model, "--count", "4", "--keep", "0.75", "--shard", "0/2", "--out", str(store)) == 0
+    assert dcu_cli("reference", *model, "--shadows", str(store), "--out", str(ref)) == 2
+    assert "holds 2 of its 4 shadow models" in capsys.readouterr().err and not ref.exists()
+    assert dcu_cli("shadows", *model, "--count", "4", "--keep", "0.75", "--shard", "1/2", "--out", str(store)) == 0
+    assert dcu_cli("reference", *model, "--shadows", str(store), "--out", str(w / "original.pt")) == 2
+    assert "destroy the input" in capsys.readouterr().err
+    assert dcu_cli("reference", *model, "--shadows", str(store), "--out", str(ref)) == 0
+    reference = dcu.io.safe_load(ref, what="dcu reference file")
+    store_manifest = json.loads((store / "manifest.json").read_text())
+    assert reference["format"] == "dcu-reference" and reference["ids"].tolist() == store_manifest["pool_ids"]
+    assert store_manifest["keep"] == 0.75 and reference["shadows"] == 4 and reference["out_std"].gt(0).all()
+    out = tmp_path / "unlearned.pt"
+    assert dcu_cli("forget", *model, "--condensed", str(w / "condensed.pt"), "--ids", str(w / "forget.txt"),
+                   "--method", "dcu", "--set", f"reference={ref}", "--set", "phi_weight=0.3", "--out", str(out)) == 0
+    assert out.stat().st_size > 0
+
+
 @pytest.mark.parametrize("method", ["gradient", "condensive", "unlearning_inversion"])
 def test_invert_writes_scores_and_a_figure(workdir, tmp_path, method):
     w = workdir

@@ -423,6 +423,29 @@ def cmd_shadows(args) -> int:
     return 0
 
 
+def cmd_reference(args) -> int:
+    from inversion_attacks.shadow import ShadowStore
+
+    from .reference import reference_behaviour, write_reference
+
+    check_outputs({"--out": args.out}, {"--model": args.model, "--shadows": args.shadows})
+    model, meta, splits, _ = _load_model(args)
+    store = ShadowStore(args.shadows)
+    manifest = store.manifest
+    # reopening with the store's own count, seed and share checks it was made for this model's data and schedule
+    ShadowStore.create(args.shadows, splits, meta, count=manifest["count"], seed=manifest["seed"],
+                       keep=manifest.get("keep", 0.5))
+    if len(store.done()) < manifest["count"]:
+        raise ValueError(f"{args.shadows} holds {len(store.done())} of its {manifest['count']} shadow models; finish it "
+                         f"with `dcu shadows` (same --count and --out) first.")
+    reference = reference_behaviour(store, splits, model)
+    write_reference(reference, args.out)
+    log.info("Wrote %s: per-id OUT behaviour from %d shadows (each id OUT in at least %d), offset %.3f. Use it with "
+             "`dcu forget --method dcu --set reference=%s`.", args.out, reference["shadows"], reference["min_out"],
+             reference["offset"], args.out)
+    return 0
+
+
 def cmd_attack(args) -> int:
     args.attacks, args.reference = args.attack, None
     return cmd_evaluate(args)
@@ -980,6 +1003,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="the store's folder")
     p.set_defaults(func=cmd_shadows)
+
+    p = command("reference", "Per-example reference targets for dcu from a full shadow store (offline, once per "
+                             "original): `dcu forget --method dcu --set reference=FILE`.")
+    _add_data_args(p)
+    p.add_argument("--model", required=True, help="the original the store's shadows were made for")
+    p.add_argument("--shadows", required=True, help="a shadow store made by `dcu shadows` (all its models trained)")
+    p.add_argument("--out", required=True, help="the reference file to write")
+    p.set_defaults(func=cmd_reference)
 
     p = command("attack", "Run one membership-inference attack on a model's forget set (JSON out, --plots for ROC).")
     _add_data_args(p)
