@@ -49,6 +49,9 @@ def reference_store_seconds(preset: str, seed, reference: str, suffix: str = "",
             continue
         entry = json.loads(made.read_text())
         if entry.get("reference_file", f"runs/reference-{preset}-seed{seed}.pt") == reference:
+            if not entry.get("shadow_seconds_from_file_times"):
+                raise ValueError(f"{made} holds no training time (its shadows were linked in from another store); "
+                                 "pass that store's cost with --offline METHOD=SECONDS.")
             return entry["shadow_seconds_from_file_times"] * entry["shadows"] / max(entry["shadows_trained_now"], 1)
     raise FileNotFoundError(f"No {results}/reference-{preset}-seed{seed}*{suffix}.json wrote {reference}.")
 

@@ -69,9 +69,10 @@ def main(argv=None) -> int:
                "keep": store.manifest.get("keep", 0.5),
                "shadows_trained_now": len(trained), "shadow_seconds_this_run": shadow_seconds,
                # the store's whole training time, from its files' times (a run that was stopped and resumed
-               # included); it counts any other load the machine had then
-               "shadow_seconds_from_file_times": files[-1].stat().st_mtime - (store.path / "manifest.json").stat().st_mtime
-               if files else None,
+               # included); it counts any other load the machine had then. A store whose every file was
+               # linked in from another has none of its own (None)
+               "shadow_seconds_from_file_times": (max(0.0, files[-1].stat().st_mtime - (store.path / "manifest.json").stat().st_mtime)
+                                                  or None) if files else None,
                "reference_seconds": time.perf_counter() - start, "offset": reference["offset"],
                "min_out": reference["min_out"], "ids_with_fewer_than_2_out": reference["filled_in"], "out_std_median": float(reference["out_std"].median()),
                "store": str(store.path), "reference_file": str(out)}

@@ -532,6 +532,11 @@ def test_pareto_charges_a_rebuilt_store_its_own_shadow_seconds(tmp_path):
     assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", results=tmp_path) == 600.0   # first by name
     with pytest.raises(FileNotFoundError, match="wrote runs/other.pt"):
         pareto.reference_store_seconds("audit", 100, "runs/other.pt", results=tmp_path)
+    (tmp_path / "reference-audit-seed101-linked.json").write_text(json.dumps(
+        {"reference_file": "runs/ref.pt", "shadow_seconds_from_file_times": None, "shadows": 32,
+         "shadows_trained_now": 0}))   # every shadow linked in from another store
+    with pytest.raises(ValueError, match="--offline"):
+        pareto.reference_store_seconds("audit", 101, "runs/ref.pt", results=tmp_path)
 
 
 def test_pareto_keeps_a_method_run_with_other_settings_apart(tmp_path, capsys):
