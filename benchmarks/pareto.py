@@ -42,9 +42,11 @@ def reference_store_seconds(preset: str, seed, reference: str, suffix: str = "",
     """The training time of the shadow store behind a reference file, from the reference_targets.py JSON that
     wrote it: the seconds per shadow of the run that trained them, times the store's shadows (a store grown
     from a smaller one trained only part of them in that run). A rebuilt store overwrites its reference file,
-    so two JSONs may name it: ``suffix`` keeps the JSONs whose names end in it, ``skip`` drops those ending in
+    so two JSONs may name it: ``suffix`` prefers the JSONs whose names end in it, ``skip`` drops those ending in
     any of its suffixes; else the first by name."""
-    for made in sorted(results.glob(f"reference-{preset}-seed{seed}*{suffix}.json")):
+    candidates = sorted(results.glob(f"reference-{preset}-seed{seed}*{suffix}.json"))
+    candidates += [p for p in sorted(results.glob(f"reference-{preset}-seed{seed}*.json")) if p not in candidates]
+    for made in candidates:
         if any(made.stem.endswith(other) for other in skip if other != suffix):
             continue
         entry = json.loads(made.read_text())

@@ -530,6 +530,10 @@ def test_pareto_charges_a_rebuilt_store_its_own_shadow_seconds(tmp_path):
     assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", "", skip, tmp_path) == 200.0
     assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", "-s32-rebuild", skip, tmp_path) == 600.0
     assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", results=tmp_path) == 600.0   # first by name
+    (tmp_path / "reference-audit-seed100-k75.json").write_text(json.dumps(
+        {"reference_file": "runs/k75.pt", "shadow_seconds_from_file_times": 50.0, "shadows": 64,
+         "shadows_trained_now": 32}))   # a row of the rebuilt audit with a store of another name
+    assert pareto.reference_store_seconds("audit", 100, "runs/k75.pt", "-s32-rebuild", skip, tmp_path) == 100.0
     with pytest.raises(FileNotFoundError, match="wrote runs/other.pt"):
         pareto.reference_store_seconds("audit", 100, "runs/other.pt", results=tmp_path)
     (tmp_path / "reference-audit-seed101-linked.json").write_text(json.dumps(
