@@ -95,6 +95,14 @@ class ShadowStore:
             atomic_write_json(manifest, existing)
         return cls(path)
 
+    @classmethod
+    def open_for(cls, path: str | Path, splits: DatasetSplits, meta: Dict[str, Any]) -> "ShadowStore":
+        """An existing store, checked to hold shadows of the model ``meta`` describes on these splits (the same
+        check as reopening it with its own count, seed and share)."""
+        manifest = cls(path).manifest
+        return cls.create(path, splits, meta, count=manifest["count"], seed=manifest["seed"],
+                          keep=manifest.get("keep", 0.5))
+
     def mask(self, index: int) -> torch.Tensor:
         """Shadow ``index``'s training share of the pool (seeded, so every shard draws the same masks), less any
         id pruned from the store after a deletion request."""

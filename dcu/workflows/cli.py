@@ -430,13 +430,10 @@ def cmd_reference(args) -> int:
 
     check_outputs({"--out": args.out}, {"--model": args.model, "--shadows": args.shadows})
     model, meta, splits, _ = _load_model(args)
-    store = ShadowStore(args.shadows)
-    manifest = store.manifest
-    # reopening with the store's own count, seed and share checks it was made for this model's data and schedule
-    ShadowStore.create(args.shadows, splits, meta, count=manifest["count"], seed=manifest["seed"],
-                       keep=manifest.get("keep", 0.5))
-    if len(store.done()) < manifest["count"]:
-        raise ValueError(f"{args.shadows} holds {len(store.done())} of its {manifest['count']} shadow models; finish it "
+    store = ShadowStore.open_for(args.shadows, splits, meta)
+    count = store.manifest["count"]
+    if len(store.done()) < count:
+        raise ValueError(f"{args.shadows} holds {len(store.done())} of its {count} shadow models; finish it "
                          f"with `dcu shadows` (same --count and --out) first.")
     reference = reference_behaviour(store, splits, model)
     write_reference(reference, args.out)
@@ -996,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("shadows", "Train shadow models for the likelihood-ratio attacks (resumable; --shard i/n splits the work).")
     _add_data_args(p)
     p.add_argument("--model", required=True, help="the target's original: its architecture and schedule are copied")
-    p.add_argument("--count", type=_number(int, 2), default=16, help="shadow models in the store (each trains on a random half)")
+    p.add_argument("--count", type=_number(int, 2), default=16, help="shadow models in the store (each trains on a random --keep share of the pool)")
     p.add_argument("--keep", type=_number(float, 0, 1, open_low=True, open_high=True), default=0.5,
                    help="share of the pool each shadow trains on (default 0.5, LiRA's; more for a dcu reference)")
     p.add_argument("--shard", default="0/1", help="train only shadows k with k %% n == i (default 0/1: all)")
