@@ -40,8 +40,9 @@ def front(points):
 
 def reference_store_seconds(preset: str, seed, reference: str, suffix: str = "", skip=(), results: Path = RESULTS) -> float:
     """The training time of the shadow store behind a reference file, from the reference_targets.py JSON that
-    wrote it: the seconds per shadow of the run that trained them, times the store's shadows (a store grown
-    from a smaller one trained only part of them in that run). A rebuilt store overwrites its reference file,
+    wrote it: the seconds per shadow of the run that wrote it (its shard's time over the shadows it trained) times
+    the store's shadows, so a store that was grown from a smaller one, resumed or filled by several shards is
+    charged every shadow at one process's pace. A rebuilt store overwrites its reference file,
     so two JSONs may name it: ``suffix`` prefers the JSONs whose names end in it, ``skip`` drops those ending in
     any of its suffixes; else the first by name."""
     candidates = sorted(results.glob(f"reference-{preset}-seed{seed}*{suffix}.json"))
@@ -51,10 +52,10 @@ def reference_store_seconds(preset: str, seed, reference: str, suffix: str = "",
             continue
         entry = json.loads(made.read_text())
         if entry.get("reference_file", f"runs/reference-{preset}-seed{seed}.pt") == reference:
-            if not entry.get("shadow_seconds_from_file_times"):
-                raise ValueError(f"{made} holds no training time (its shadows were linked in from another store); "
-                                 "pass that store's cost with --offline METHOD=SECONDS.")
-            return entry["shadow_seconds_from_file_times"] * entry["shadows"] / max(entry["shadows_trained_now"], 1)
+            if not entry.get("shadows_trained_now"):
+                raise ValueError(f"{made} holds no training time (the run that wrote it trained no shadow: they were "
+                                 "linked in or trained earlier); pass that store's cost with --offline METHOD=SECONDS.")
+            return entry["shadow_seconds_this_run"] * entry["shadows"] / entry["shadows_trained_now"]
     raise FileNotFoundError(f"No {results}/reference-{preset}-seed{seed}*{suffix}.json wrote {reference}.")
 
 

@@ -524,21 +524,22 @@ def test_pareto_charges_a_rebuilt_store_its_own_shadow_seconds(tmp_path):
     spec.loader.exec_module(pareto)
     for name, seconds in (("s32", 100.0), ("s32-rebuild", 300.0)):   # both wrote the same reference file
         (tmp_path / f"reference-audit-seed100-{name}.json").write_text(json.dumps(
-            {"reference_file": "runs/ref.pt", "shadow_seconds_from_file_times": seconds, "shadows": 32,
+            {"reference_file": "runs/ref.pt", "shadow_seconds_this_run": seconds, "shadows": 32,
              "shadows_trained_now": 16}))
     skip = ["-s32-rebuild"]
     assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", "", skip, tmp_path) == 200.0
     assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", "-s32-rebuild", skip, tmp_path) == 600.0
     assert pareto.reference_store_seconds("audit", 100, "runs/ref.pt", results=tmp_path) == 600.0   # first by name
     (tmp_path / "reference-audit-seed100-k75.json").write_text(json.dumps(
-        {"reference_file": "runs/k75.pt", "shadow_seconds_from_file_times": 50.0, "shadows": 64,
-         "shadows_trained_now": 32}))   # a row of the rebuilt audit with a store of another name
+        {"reference_file": "runs/k75.pt", "shadow_seconds_this_run": 50.0, "shadow_seconds_from_file_times": 400.0,
+         "shadows": 64, "shadows_trained_now": 32}))   # a row of the rebuilt audit with a store of another name;
+    # its files' times span two sessions (a resumed store): the run's own pace per shadow is what counts
     assert pareto.reference_store_seconds("audit", 100, "runs/k75.pt", "-s32-rebuild", skip, tmp_path) == 100.0
     with pytest.raises(FileNotFoundError, match="wrote runs/other.pt"):
         pareto.reference_store_seconds("audit", 100, "runs/other.pt", results=tmp_path)
     (tmp_path / "reference-audit-seed101-linked.json").write_text(json.dumps(
-        {"reference_file": "runs/ref.pt", "shadow_seconds_from_file_times": None, "shadows": 32,
-         "shadows_trained_now": 0}))   # every shadow linked in from another store
+        {"reference_file": "runs/ref.pt", "shadow_seconds_this_run": 0.1, "shadow_seconds_from_file_times": None,
+         "shadows": 32, "shadows_trained_now": 0}))   # every shadow linked in from another store
     with pytest.raises(ValueError, match="--offline"):
         pareto.reference_store_seconds("audit", 101, "runs/ref.pt", results=tmp_path)
 
