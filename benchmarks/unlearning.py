@@ -5,7 +5,7 @@
 Writes ``benchmarks/results/unlearn-<preset>.json`` after every finished part (a long run that is
 stopped keeps what finished) and prints a markdown table per seed and the mean ± std over seeds.
 The original model of each seed is cached in ``--work-dir`` and reused by every method. ``--append`` adds
-seeds to an existing file; ``--update`` reruns only ``--methods`` on its seeds against the retrained models
+seeds to an existing file (never evaluation seeds to development ones: the summary averages them); ``--update`` reruns only ``--methods`` on its seeds against the retrained models
 already there (e.g. after changing one method's settings); when the preset's config or split sizes changed
 since, the run records the earlier ones under ``updates`` (the rows not rerun ran under those).
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dcu.device import add_threads_argument, set_threads
 from dcu.io import atomic_write_json, atomic_write_text
-from dcu.presets import get_preset, method_settings
+from dcu.presets import get_preset, method_settings, seed_role
 from dcu.progress import set_quiet
 from dcu.workflows.evaluate import provenance
 from dcu.workflows.pipeline import add_reference_columns, compare, condenser_settings, table
@@ -157,6 +157,10 @@ def main(argv=None) -> int:
             parser.error(f"--append: {out} holds {earlier.get('preset')} / {earlier.get('scenario')}, "
                          f"not {args.preset} / {args.scenario}")
         report["runs"] = [r for r in earlier["runs"] if r["methods"] and (args.update or r["seed"] not in seeds)]
+        roles = {r.get("seed_role") for r in report["runs"]} | {seed_role(get_preset(args.preset), s) for s in seeds}
+        if {"development", "evaluation"} <= roles:
+            parser.error(f"--append: {out} would hold development and evaluation seeds, and its summary would "
+                         "average them; write the other kind to another --out")
         report["command"] = f"{earlier['command']} ; then {report['command']}"
         report["started"] = f"{earlier['started']} ; then {report['started']}"
 

@@ -139,6 +139,10 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     clash = subprocess.run(base + ["--seeds", "1", "--append", "--scenario", "class"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
     assert clash.returncode != 0 and "holds smoke / random" in clash.stderr   # never mixes scenarios
+    mixed = subprocess.run(base + ["--seeds", "1", "--first-seed", "100", "--append"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert mixed.returncode != 0 and "development and evaluation seeds" in mixed.stderr   # nor seed roles
+    assert [r["seed"] for r in json.loads(out.read_text())["runs"]] == [0, 1]   # the file is left as it was
     retrain_rows = [r["methods"]["retrain"] for r in result["runs"]]
     script([*base[:5], "finetune", *base[6:], "--seeds", "2", "--update"], cwd=tmp_path)
     updated = json.loads(out.read_text())
