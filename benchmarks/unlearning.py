@@ -5,9 +5,10 @@
 Writes ``benchmarks/results/unlearn-<preset>.json`` after every finished part (a long run that is
 stopped keeps what finished) and prints a markdown table per seed and the mean ± std over seeds.
 The original model of each seed is cached in ``--work-dir`` and reused by every method. ``--append`` adds
-seeds to an existing file (never evaluation seeds to development ones: the summary averages them); ``--update`` reruns only ``--methods`` on its seeds against the retrained models
-already there (e.g. after changing one method's settings); when the preset's config or split sizes changed
-since, the run records the earlier ones under ``updates`` (the rows not rerun ran under those).
+seeds to an existing file (never evaluation seeds to development ones: the summary averages them);
+``--update`` reruns only ``--methods`` on its seeds against the retrained models already there (e.g. after
+changing one method's settings); when the preset's config or split sizes changed since, the run records the
+earlier ones under ``updates`` (the rows not rerun ran under those).
 """
 from __future__ import annotations
 
