@@ -175,3 +175,22 @@ def test_dcu_noise_draws_per_seed_targets_and_tail_weights(noisy_setup):
             ratio = float((drawn[k] - base[k]).std() / base[k].std())
             assert 0.2 < ratio < 0.4, (k, ratio)
     assert not torch.equal(drawn[changed[0]], other[changed[0]])
+
+
+def test_dcu_teacher_distils_from_the_named_checkpoint(noisy_setup, tmp_path):
+    """``teacher``: the condensed set's targets come from the checkpoint it names. Naming the model itself changes
+    nothing; naming another model (here one that never trained) moves the retained data with it."""
+    import dcu
+    from dcu.checkpoint import base_meta, save_checkpoint
+
+    splits, original, forget, retain, cset = noisy_setup
+    itself, untrained = tmp_path / "original.pt", tmp_path / "untrained.pt"
+    save_checkpoint(itself, original, base_meta(original, splits, splits.train.ids))
+    torch.manual_seed(1)
+    fresh = dcu.create_model("mlp", in_channels=1, num_classes=10, image_size=8, hidden=(512, 256))
+    save_checkpoint(untrained, fresh, base_meta(fresh, splits, splits.train.ids))
+    plain = run("dcu", noisy_setup).model
+    same = run("dcu", noisy_setup, teacher=str(itself)).model
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), same.state_dict().values()))
+    other = run("dcu", noisy_setup, teacher=str(untrained)).model
+    assert accuracy(other, retain) < accuracy(plain, retain) - 0.1

@@ -3,7 +3,9 @@
 1. **Retain side.** The condensed set is refreshed for the request (every synthetic image whose bucket
    holds a forget id is re-made from the bucket's remaining members), and the model is distilled from the
    original on it (KL at temperature ``temperature``), which keeps what the original knows about the retain
-   data at a small fraction of an epoch's cost. Distillation alone: a cross-entropy on the synthetic images'
+   data at a small fraction of an epoch's cost. In a chain of requests "the original" is the model the last
+   request left, unless ``teacher`` names a checkpoint (the chain's first model) to distil from instead.
+   Distillation alone: a cross-entropy on the synthetic images'
    hard labels (``label_weight``, 1.0 before 2026-11-27) fits the tail to the synthetic images and costs retain
    accuracy with every request (cifar10-cpu-sub seed 0, five 2% requests: retain 81.2 with it, 81.9 without;
    one 10% request: 82.3 and 82.5).
@@ -57,6 +59,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from dcu.checkpoint import load_checkpoint
 from dcu.data import ImageSet
 from dcu.io import ArtifactError, safe_load
 from dcu.models import num_classes as count_classes
@@ -90,6 +93,7 @@ class DCUConfig(UnlearnConfig):
     phi_weight: float = 0.0        # weight of a Huber loss on the forget images' logit-scaled confidences
     class_reset: bool = False      # whole-class requests: re-initialise the classifier, train it on the condensed set
     class_epochs: int = 0          # passes over the condensed set after a class reset (0: retraining's steps)
+    teacher: str = ""              # a checkpoint (e.g. the original of a chain of requests) distilled instead of the model
 
 
 def _without(probs: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
@@ -215,6 +219,14 @@ class DCU(Unlearner):
         trunk.eval().requires_grad_(False)
         h_forget, h_syn = predict(trunk, forget.images), predict(trunk, synthetic.images)
         logits_forget, logits_syn = predict(tail, h_forget), predict(tail, h_syn)
+        if cfg.teacher:
+            # the n-th request of a chain would otherwise distil from the model the last one left, and each
+            # request's cost to the retained data would add to the last (sequential requests, docs/results.md)
+            teacher, _ = load_checkpoint(cfg.teacher)
+            logits_syn = predict(teacher.eval(), synthetic.images)
+            if logits_syn.shape[1] != num_classes:
+                raise ValueError(f"teacher {cfg.teacher} predicts {logits_syn.shape[1]} classes, the model "
+                                 f"{num_classes}: name a checkpoint of the same model (the chain's first).")
         gen = torch.Generator().manual_seed(cfg.seed)
         if len(val) > cfg.calibration_size:
             val = val.subset(val.ids[torch.randperm(len(val), generator=gen)[: cfg.calibration_size]])
