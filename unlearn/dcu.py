@@ -96,6 +96,16 @@ class DCUConfig(UnlearnConfig):
     teacher: str = ""              # a checkpoint (e.g. the original of a chain of requests) distilled instead of the model
 
 
+def _teacher_logits(path: str, images: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The logits of the checkpoint at ``path`` (the ``teacher`` setting) on ``images``."""
+    teacher, _ = load_checkpoint(path)
+    logits = predict(teacher.eval(), images)
+    if logits.shape[1] != num_classes:
+        raise ValueError(f"teacher {path} predicts {logits.shape[1]} classes, the model {num_classes}: name a "
+                         "checkpoint of the same model (the chain's first).")
+    return logits
+
+
 def _without(probs: torch.Tensor, absent: torch.Tensor) -> torch.Tensor:
     """Distributions with the ``absent`` classes removed and the rest renormalised."""
     if not absent.any():
@@ -218,15 +228,10 @@ class DCU(Unlearner):
         trunk, tail = split_model(model, cfg.tail_stages)
         trunk.eval().requires_grad_(False)
         h_forget, h_syn = predict(trunk, forget.images), predict(trunk, synthetic.images)
-        logits_forget, logits_syn = predict(tail, h_forget), predict(tail, h_syn)
-        if cfg.teacher:
-            # the n-th request of a chain would otherwise distil from the model the last one left, and each
-            # request's cost to the retained data would add to the last (sequential requests, docs/results.md)
-            teacher, _ = load_checkpoint(cfg.teacher)
-            logits_syn = predict(teacher.eval(), synthetic.images)
-            if logits_syn.shape[1] != num_classes:
-                raise ValueError(f"teacher {cfg.teacher} predicts {logits_syn.shape[1]} classes, the model "
-                                 f"{num_classes}: name a checkpoint of the same model (the chain's first).")
+        logits_forget = predict(tail, h_forget)
+        # with a teacher, the n-th request of a chain distils from it rather than from the model the last request
+        # left, whose cost to the retained data would add to the last (sequential requests, docs/results.md)
+        logits_syn = _teacher_logits(cfg.teacher, synthetic.images, num_classes) if cfg.teacher else predict(tail, h_syn)
         gen = torch.Generator().manual_seed(cfg.seed)
         if len(val) > cfg.calibration_size:
             val = val.subset(val.ids[torch.randperm(len(val), generator=gen)[: cfg.calibration_size]])
