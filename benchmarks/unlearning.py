@@ -42,7 +42,7 @@ def _value(row, column):
 def summarise(runs):
     """Mean and std over seeds per method and column."""
     out = {}
-    methods = [m for m in runs[0]["methods"]] if runs else []
+    methods = list(dict.fromkeys(m for r in runs for m in r["methods"]))   # rows added to later seeds too
     for method in methods:
         out[method] = {}
         for column in COLUMNS:
@@ -54,7 +54,8 @@ def summarise(runs):
     return out
 
 
-def summary_table(summary):
+def summary_table(summary, seeds: int | None = None):
+    """Markdown table of ``summarise``'s output; a row from fewer than ``seeds`` seeds names its count."""
     head = "| method | " + " | ".join(COLUMNS) + " |\n|---|" + "---:|" * len(COLUMNS) + "\n"
     lines = []
     for method, cols in summary.items():
@@ -65,7 +66,9 @@ def summary_table(summary):
                 continue
             scale = 1 if column in ("online_seconds", "rte") else 100
             cells.append(f"{scale * cols[column]['mean']:.2f} ± {scale * cols[column]['std']:.2f}")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        n = max((c["n"] for c in cols.values()), default=0)
+        label = f"{method} ({n} of {seeds} seeds)" if seeds is not None and n < seeds else method
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return head + "\n".join(lines)
 
 
@@ -206,7 +209,7 @@ def main(argv=None) -> int:
         write()
         print(f"\n## {args.preset}, {args.scenario}, seed {seed}\n\n{table(result)}\n", flush=True)
     summary = summarise(report["runs"])
-    text = summary_table(summary)
+    text = summary_table(summary, seeds=len(report["runs"]))
     print(f"\n## {args.preset}, {args.scenario}: mean ± std over {len(report['runs'])} seed(s)\n\n{text}\n")
     atomic_write_text(text + "\n", out.with_suffix(".md"))
     return 0

@@ -155,6 +155,9 @@ def test_unlearn_benchmark_appends_a_seed_to_an_earlier_run(tmp_path):
     script([*base[:5], "finetune", *base[6:], "--seeds", "1", "--update"], cwd=tmp_path)
     run = json.loads(out.read_text())["runs"][0]
     assert run["updates"] == [{"methods": ["finetune"], "before": {"split_sizes": {**run["split_sizes"], "val": 1}}}]
+    script([*base[:5], "finetune@late", *base[6:], "--first-seed", "1", "--seeds", "1", "--update"], cwd=tmp_path)
+    late = json.loads(out.read_text())["summary"]["finetune@late"]   # a row on the second seed only
+    assert late["forget_acc"]["n"] == 1 and "| finetune@late (1 of 2 seeds) |" in out.with_suffix(".md").read_text()
 
 
 def test_unlearn_benchmark_takes_another_condenser_and_condensed_rows(tmp_path):
