@@ -108,3 +108,53 @@ def test_step_schedules_cut_the_rate_tenfold_where_their_protocols_do(schedule, 
     assert cuts == drops and rates[-1] == pytest.approx(0.1 * 0.1 ** len(drops))
     with pytest.raises(ValueError, match="multistep"):
         make_schedule(optimizer, TrainConfig(schedule="cosine-ish"), total)
+
+
+def test_concept_eraser_leaves_no_linear_trace_of_the_concept():
+    """LEACE on features where a concept shifts the mean: after full erasure the two groups share a mean (no
+    linear read-out beats a constant), half strength moves half the way, zero changes nothing."""
+    from dcu.models.erase import fit_eraser
+
+    gen = torch.Generator().manual_seed(0)
+    concept = (torch.rand(2000, generator=gen) < 0.3).float()
+    x = torch.randn(2000, 16, generator=gen) @ torch.randn(16, 16, generator=gen)
+    x[:, :3] += concept.view(-1, 1) * torch.tensor([3.0, -2.0, 1.0])
+    gap = lambda f: f[concept == 1].mean(0) - f[concept == 0].mean(0)  # noqa: E731
+    full, half, none = (fit_eraser(x, concept, s) for s in (1.0, 0.5, 0.0))
+    assert gap(x).norm() > 3
+    assert gap(full(x)).norm() < 1e-3
+    assert torch.allclose(gap(half(x)), gap(x) / 2, atol=1e-3)
+    assert torch.allclose(none(x), x)
+    # the least change that does it: directions the concept does not move are kept
+    assert (full(x) - x).norm() / x.norm() < 0.2
+    with pytest.raises(ValueError, match="strength"):
+        fit_eraser(x, concept, 1.5)
+
+
+def test_an_erased_model_keeps_the_protocol_and_loads_from_its_checkpoint(tmp_path, digits):
+    from dcu.checkpoint import base_meta, load_checkpoint, save_checkpoint
+    from dcu.models import create_model, split_model
+    from dcu.models.erase import fit_eraser, with_eraser
+    from dcu.train import features
+
+    torch.manual_seed(0)
+    model = create_model("convnet", in_channels=1, num_classes=10, image_size=8, width=8, depth=2)
+    images = digits.train.images[:200]
+    feats = features(model, images)
+    erased = with_eraser(model, fit_eraser(feats, (digits.train.labels[:200] == 3).float()))
+    twice = with_eraser(erased, fit_eraser(features(erased, images), (digits.train.labels[:200] == 5).float()))
+    assert erased.arch_args["erase_ranks"] == [1] and twice.arch_args["erase_ranks"] == [1, 1]
+    x = digits.val.images[:16]
+    with torch.no_grad():
+        assert not torch.allclose(erased.forward_features(x), model.forward_features(x))
+        assert torch.allclose(twice(x), twice.forward_head(twice.forward_features(x)))
+        trunk, tail = split_model(twice, 2)     # the erasers sit in the head stage, before the classifier
+        assert torch.allclose(tail(trunk(x)), twice(x), atol=1e-5)
+    path = tmp_path / "erased.pt"
+    save_checkpoint(path, twice, base_meta(twice, digits, digits.train.ids))
+    loaded, meta = load_checkpoint(path)
+    assert meta["arch_args"]["erase_ranks"] == [1, 1]
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), twice.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError, match="erase_ranks"):
+        create_model("convnet", in_channels=1, num_classes=10, image_size=8, erase_ranks=[0])

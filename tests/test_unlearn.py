@@ -90,6 +90,30 @@ def test_dcu_class_reset_remakes_the_tail_as_a_retrained_model_would(digits, mlp
     assert seen["remade"]["relearn_forget_acc"] > 0.5 > seen["masked"]["relearn_forget_acc"]
 
 
+def test_dcu_class_erase_takes_the_class_out_of_the_features_a_probe_reads(digits, mlp):
+    """A switched-off row keeps the features that told the class apart; class_erase removes their linear trace:
+    on the images it was fitted on, the class's mean feature is the others' (at full strength; half the gap at
+    half), and a probe fitted on held-out features reads the class less."""
+    from dcu.train import features
+    from dcu.workflows.audit import probes
+
+    forget_ids = digits.train.ids[digits.train.labels == 7]
+    forget, retain = digits.train.subset(forget_ids), digits.train.without(forget_ids)
+    cset = condense.get_condenser("fdm", ipc=10).condense(digits, mlp, "")
+    synthetic = cset.images[cset.labels != 7]
+    read, gap = {}, {}
+    for strength in (0.0, 0.5, 1.0):
+        model = unlearn.get_unlearner("dcu", train_config=SMOKE_TRAIN, class_reset=True, class_erase=strength).unlearn(
+            mlp, retain, forget, condensed=cset, val=digits.val).model
+        read[strength] = probes(model, digits, forget, retain)["probe_forget_acc"]
+        fitted = features(model, torch.cat([forget.images, synthetic]))
+        gap[strength] = (fitted[: len(forget)].mean(0) - fitted[len(forget):].mean(0)).norm()
+        assert accuracy(model, forget) < 0.02 and accuracy(model, retain) > accuracy(mlp, retain) - 0.1
+        assert ("erase_ranks" in model.arch_args) == (strength > 0)
+    assert gap[1.0] < 1e-3 * gap[0.0] and abs(gap[0.5] / gap[0.0] - 0.5) < 0.01
+    assert read[1.0] < read[0.0]
+
+
 def test_dcu_trains_only_the_samples_of_classes_that_remain(digits, mlp):
     whole = digits.train.ids[digits.train.labels == 7]
     some = random_ids(digits.train.ids[digits.train.labels != 7], 0.05, 0)

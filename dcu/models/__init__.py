@@ -73,10 +73,18 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     Arguments are checked first (:func:`check_model_args`): ``width=0`` or ``width='abc'`` is refused with
     the argument named, not a traceback from deep inside the model.
     """
+    kwargs = dict(kwargs)
+    erase_ranks = kwargs.pop("erase_ranks", None)   # concept erasers on the features (dcu.models.erase)
     args = check_model_args(name, kwargs)
     model = wrap(MODELS.get(name)(**args))    # a builder may return a plain module; wrap checks the protocol
     model.arch = name
     model.arch_args = args
+    if erase_ranks:
+        if not isinstance(erase_ranks, list) or not all(isinstance(r, int) and not isinstance(r, bool)
+                                                        and 1 <= r <= MAX_SIZE for r in erase_ranks):
+            raise ValueError(f"model '{name}' argument erase_ranks must be a list of whole numbers in 1..{MAX_SIZE}. "
+                             f"Got {erase_ranks!r}.")
+        model = Erased(model, erase_ranks)
     return model
 
 
@@ -111,6 +119,7 @@ def num_classes(model: nn.Module) -> int:
 
 
 from . import convnet, mlp, resnet, vgg  # noqa: E402,F401  (registration)
+from .erase import Erased  # noqa: E402
 from .wrap import PROTOCOL, WrappedModel, fresh_model, wrap  # noqa: E402
 
 __all__ = ["MODELS", "PROTOCOL", "WrappedModel", "check_model_args", "create_model", "create_on_meta", "fresh_model",
