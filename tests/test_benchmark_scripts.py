@@ -447,6 +447,20 @@ def test_class_reset_benchmark_compares_both_answers_to_a_class_request(tmp_path
     assert reset["retain_acc"] > 0.5 and reset["steps"] > 0 == mask["steps"]   # the classifier re-made, or not
 
 
+def test_class_probe_layers_reads_the_class_at_every_block_and_after_the_eraser(tmp_path):
+    out = tmp_path / "layers.json"
+    script([sys.executable, str(ROOT / "benchmarks" / "class_probe_layers.py"), "--preset", "smoke", "--seed", "0",
+           "--forget-class", "3", "--erase", "0,1", "--retrains", "1", "--work-dir", str(tmp_path / "work"),
+           "--out", str(out), "--quiet"])
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"original", "retrain 0", "dcu class_reset, class_erase 0", "dcu class_reset, class_erase 1"}
+    kept, erased = rows["dcu class_reset, class_erase 0"], rows["dcu class_reset, class_erase 1"]
+    blocks = [k for k in kept if k.startswith("block ")]
+    assert blocks and all(kept[k] == erased[k] for k in blocks)      # the blocks below are the original's
+    assert kept["features"] == rows["original"]["features"] > erased["features"]
+    assert rows["retrain 0"]["features"] < rows["original"]["features"]
+
+
 def test_attack_tables_average_over_one_role_and_compare_lira_with_the_same_seeds_retrain(tmp_path, capsys):
     def row(lira, forget=0.7):
         attack = {"auc": lira, "tpr_at_1fpr": 0.02}
