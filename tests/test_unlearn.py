@@ -112,6 +112,8 @@ def test_dcu_class_erase_takes_the_class_out_of_the_features_a_probe_reads(digit
         assert ("erase_ranks" in model.arch_args) == (strength > 0)
     assert gap[1.0] < 1e-3 * gap[0.0] and abs(gap[0.5] / gap[0.0] - 0.5) < 0.01
     assert read[1.0] < read[0.0]
+    with pytest.raises(ValueError, match="class_erase"):
+        unlearn.get_unlearner("dcu", class_erase=1.5)
 
 
 def test_dcu_trains_only_the_samples_of_classes_that_remain(digits, mlp):

@@ -100,6 +100,11 @@ class DCUConfig(UnlearnConfig):
     class_erase: float = 0.0       # whole-class requests: share of the classes' linear trace erased from the features
     teacher: str = ""              # a checkpoint (e.g. the original of a chain of requests) distilled instead of the model
 
+    def __post_init__(self):
+        if not 0.0 <= self.class_erase <= 1.0:
+            raise ValueError(f"dcu setting class_erase is a share of the class's linear trace, in [0, 1]. "
+                             f"Got {self.class_erase}.")
+
 
 def _teacher_logits(path: str, images: torch.Tensor, num_classes: int) -> torch.Tensor:
     """The logits of the checkpoint at ``path`` (the ``teacher`` setting) on ``images``."""
