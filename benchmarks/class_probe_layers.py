@@ -7,12 +7,15 @@ block's features only (where ``class_erase`` acts); this shows what the blocks b
 
 Each probe is the audit's (``dcu.workflows.audit.probes``): multinomial logistic regression fitted on the
 held-out images' flattened activations, read as the share of the forget set it puts in the forgotten class.
+Each row also records the seconds that made its model (retraining, or the dcu request); time only on an
+otherwise idle machine.
 Writes ``benchmarks/results/class-probe-layers-<preset>-seed<S>.json``.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -87,26 +90,31 @@ def main(argv=None) -> int:
         cond = dict(preset["condense"])
         cset = condense.get_condenser(cond.pop("method"), seed=args.seed, **cond).condense(splits, original, meta["hash"])
     train_cfg = TrainConfig(**meta["train_config"])
-    models = {"original": original}
+    models, seconds = {"original": original}, {"original": 0.0}
     for k in range(args.retrains):
         torch.manual_seed(k)
         model = create_model(meta["arch"], **meta["arch_args"])
+        start = time.perf_counter()
         train(model, retain, TrainConfig(**{**meta["train_config"], "seed": k}), desc="retrain")
-        models[f"retrain {k}"] = model
+        models[f"retrain {k}"], seconds[f"retrain {k}"] = model, time.perf_counter() - start
     for strength in strengths:
-        models[f"dcu class_reset, class_erase {strength:g}"] = unlearn.get_unlearner(
-            "dcu", train_config=train_cfg, seed=0, class_reset=True, class_erase=strength).unlearn(
-            original, retain, forget, condensed=cset, val=splits.val).model
+        name = f"dcu class_reset, class_erase {strength:g}"
+        result = unlearn.get_unlearner("dcu", train_config=train_cfg, seed=0, class_reset=True,
+                                       class_erase=strength).unlearn(original, retain, forget, condensed=cset,
+                                                                     val=splits.val)
+        models[name], seconds[name] = result.model, result.seconds
     rows = {}
     for name, model in progress(list(models.items()), desc="probes", unit="model"):
         rows[name] = {**layer_probes(model.eval(), splits, forget, args.forget_class),
-                      "retain_acc": accuracy(model, retain), "val_acc": accuracy(model, splits.val)}
+                      "retain_acc": accuracy(model, retain), "val_acc": accuracy(model, splits.val),
+                      "seconds": seconds[name]}
     result = {**provenance(), "preset": args.preset, "seed": args.seed, "seed_role": seed_role(preset, args.seed),
               "forget_class": args.forget_class, "condensed": args.condensed, "rows": rows}
     out = Path(args.out) if args.out else RESULTS / f"class-probe-layers-{args.preset}-seed{args.seed}.json"
     atomic_write_json(result, out)
     for name, row in rows.items():
-        print(f"{name:40s} " + "  ".join(f"{k} {100 * v:5.1f}" for k, v in row.items()))
+        print(f"{name:40s} " + "  ".join(f"{k} {v:.1f}" if k == "seconds" else f"{k} {100 * v:5.1f}"
+                                         for k, v in row.items()))
     return 0
 
 

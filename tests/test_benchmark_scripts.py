@@ -459,6 +459,7 @@ def test_class_probe_layers_reads_the_class_at_every_block_and_after_the_eraser(
     assert blocks and all(kept[k] == erased[k] for k in blocks)      # the blocks below are the original's
     assert kept["features"] == rows["original"]["features"] > erased["features"]
     assert rows["retrain 0"]["features"] < rows["original"]["features"]
+    assert rows["retrain 0"]["seconds"] > 0 and kept["seconds"] > 0 == rows["original"]["seconds"]
 
 
 def test_attack_tables_average_over_one_role_and_compare_lira_with_the_same_seeds_retrain(tmp_path, capsys):
