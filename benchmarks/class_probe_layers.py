@@ -26,21 +26,19 @@ from dcu.presets import seed_role
 from dcu.progress import progress, set_quiet
 from dcu.train import TrainConfig, accuracy, features, predict
 from dcu.workflows.evaluate import provenance
-from dcu.workflows.pipeline import preset_original
+from dcu.workflows.pipeline import forget_requests, preset_original
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def layer_probes(model, splits, forget, forget_class: int) -> dict:
+def layer_probes(model, splits, forget) -> dict:
     """The probe's reading of the forget set at each block's output ("block k") and at the features the
     classifier reads ("features": after any eraser)."""
-    from sklearn.linear_model import LogisticRegression
-
     from dcu.models import split_model
+    from dcu.workflows.audit import linear_probe
 
     def read(fit, query) -> float:
-        probe = LogisticRegression(max_iter=500).fit(fit.numpy(), splits.val.labels.numpy())
-        return float((probe.predict(query.numpy()) == forget_class).mean())
+        return linear_probe(fit, splits.val.labels, query, forget.labels)
 
     out = {}
     blocks = len(model.stages()) - 1
@@ -79,7 +77,7 @@ def main(argv=None) -> int:
     preset, splits, original, meta = preset_original(args.preset, args.data_root, args.seed, args.work_dir)
     if not 0 <= args.forget_class < splits.num_classes:
         parser.error(f"--forget-class must be in 0..{splits.num_classes - 1}. Got {args.forget_class}.")
-    ids = splits.train.ids[splits.train.labels == args.forget_class]
+    ids = forget_requests(splits, "class", args.seed, forget_class=args.forget_class)[0]
     forget, retain = splits.train.subset(ids), splits.train.without(ids)
     if args.condensed:
         cset = condense.load_condensed(args.condensed)
@@ -105,7 +103,7 @@ def main(argv=None) -> int:
         models[name], seconds[name] = result.model, result.seconds
     rows = {}
     for name, model in progress(list(models.items()), desc="probes", unit="model"):
-        rows[name] = {**layer_probes(model.eval(), splits, forget, args.forget_class),
+        rows[name] = {**layer_probes(model.eval(), splits, forget),
                       "retain_acc": accuracy(model, retain), "val_acc": accuracy(model, splits.val),
                       "seconds": seconds[name]}
     result = {**provenance(), "preset": args.preset, "seed": args.seed, "seed_role": seed_role(preset, args.seed),

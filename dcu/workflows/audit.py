@@ -161,6 +161,14 @@ def add_checkpoints(store: EnsembleStore, splits: DatasetSplits, label: str, che
                   source=meta.get("hash"))
 
 
+def linear_probe(fit: torch.Tensor, fit_labels: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor) -> float:
+    """Accuracy on ``query`` of a multinomial logistic regression fitted on ``fit`` (flat activations)."""
+    from sklearn.linear_model import LogisticRegression
+
+    fitted = LogisticRegression(max_iter=500).fit(fit.numpy(), fit_labels.numpy())
+    return float((fitted.predict(query.numpy()) == query_labels.numpy()).mean())
+
+
 def probes(model: nn.Module, splits: DatasetSplits, forget, retain, *, seed: int = 0, relearn_size: int = 32,
            relearn_epochs: int = 3) -> Dict[str, float]:
     """What a logit-level score cannot see (Gao et al., AISTATS 2026: a class that reads 0% at the output may
@@ -175,16 +183,12 @@ def probes(model: nn.Module, splits: DatasetSplits, forget, retain, *, seed: int
     """
     import copy
 
-    from sklearn.linear_model import LogisticRegression
-
     from ..train import features
 
     out: Dict[str, float] = {}
     if splits.val is not None and len(splits.val) >= 2 * splits.num_classes:
-        fitted = LogisticRegression(max_iter=500).fit(features(model, splits.val.images).numpy(),
-                                                      splits.val.labels.numpy())
-        out["probe_forget_acc"] = float((fitted.predict(features(model, forget.images).numpy())
-                                         == forget.labels.numpy()).mean())
+        out["probe_forget_acc"] = linear_probe(features(model, splits.val.images), splits.val.labels,
+                                               features(model, forget.images), forget.labels)
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(forget), generator=gen)
     if len(forget) > relearn_size:

@@ -690,9 +690,10 @@ def _unlearned_checkpoint(args, path: str, original_meta: Dict[str, Any], splits
     from ..ledger import read_ledger
 
     model, meta = load_checkpoint(path)
-    # a class request may add concept erasers (arch_args["erase_ranks"]) to the same network
-    base = lambda m: (m.get("arch"), {k: v for k, v in (m.get("arch_args") or {}).items() if k != "erase_ranks"})  # noqa: E731
-    if base(meta) != base(original_meta):
+    def network(m):   # a class request may add concept erasers (arch_args["erase_ranks"]) to the same network
+        return m.get("arch"), {k: v for k, v in (m.get("arch_args") or {}).items() if k != "erase_ranks"}
+
+    if network(meta) != network(original_meta):
         raise ValueError(f"{path} is a {meta.get('arch')} {meta.get('arch_args')}, but --model {args.model} is a "
                          f"{original_meta.get('arch')} {original_meta.get('arch_args')}.")
     if meta.get("parent_hash") is None:
