@@ -4,7 +4,8 @@ fresh ConvNets trained on the condensed set alone (a named protocol, mean ± std
     python benchmarks/condensation.py --preset cifar10-cpu --data-root ~/data/cifar10 --ipc 10 --budget-minutes 20
 
 Methods that iterate (dc, dsa, dm) stop at ``--budget-minutes`` of condensation; the iterations reached are
-recorded. The cap is checked between iterations, so an iteration begun inside it runs to its end (at IPC 50 one
+recorded. ``--evaluate FILE,...`` scores saved sets (``--save-dir``) under ``--protocol`` instead of condensing
+again; a row is kept per method, IPC and protocol. The cap is checked between iterations, so an iteration begun inside it runs to its end (at IPC 50 one
 ``dc``/``dsa`` iteration is 50 outer steps, about 17 CPU-minutes here, and the second overruns the cap). Methods that need a trained model (herding, kcenter, fdm, mi) use the preset's original (seed 0),
 cached in ``--work-dir``. Writes ``benchmarks/results/condense-<preset>.json`` after every finished part.
 Anchor numbers (GPU, full protocol, ConvNet-128, IPC 10): random 26.0, DC 44.9, DSA 52.1, DM 48.9; DM 63.0 at
@@ -48,7 +49,7 @@ def table(rows) -> str:
 
 
 def main(argv=None) -> int:
-    from condense import get_condenser
+    from condense import get_condenser, load_condensed
     from condense.protocol import evaluate_condensed
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,6 +68,8 @@ def main(argv=None) -> int:
                                                    "beside the default ones")
     parser.add_argument("--save-dir", default=None, help="also save each condensed set here (to evaluate it again "
                                                          "under another protocol)")
+    parser.add_argument("--evaluate", default=None, metavar="FILE[,FILE]",
+                        help="score these saved sets under --protocol instead of condensing (rows keep their method)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--quiet", action="store_true")
     add_threads_argument(parser)
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
     splits = prepare_splits(preset, args.data_root)
     methods = args.methods.split(",")
     model, meta = None, {}
-    if set(methods) & {"herding", "kcenter", "fdm", "mi"}:
+    if not args.evaluate and set(methods) & {"herding", "kcenter", "fdm", "mi"}:
         cache = Path(args.work_dir) / f"original-{args.preset}-{preset['model']}-seed{args.seed}.pt"
         model, meta = train_original(splits, preset, args.seed, cache)
     out = Path(args.out) if args.out else RESULTS / f"condense-{args.preset}.json"
@@ -94,6 +97,30 @@ def main(argv=None) -> int:
         earlier = json.loads(out.read_text())
         if earlier.get("preset") == args.preset:
             result["runs"] = earlier.get("runs", [])
+    def record(cset, method: str, ipc: int, source=None) -> None:
+        evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed,
+                                        device=device)
+        row = {"method": method + (f" ({args.label})" if args.label else ""), "ipc": ipc, "images": len(cset),
+               "settings": cset.config, "device": str(device), "condense_seconds": cset.timings["condense_seconds"],
+               "evaluation": evaluation}
+        if source is not None:
+            row["condensed"] = str(source)
+        if method in ITERATIVE:
+            row["iterations"] = len(cset.state.get("loss_history", []))
+            row["seconds_per_iteration"] = row["condense_seconds"] / max(row["iterations"], 1)
+        key = (row["method"], ipc, evaluation["protocol"])
+        result["runs"] = [r for r in result["runs"]
+                          if (r["method"], r["ipc"], r["evaluation"]["protocol"]) != key] + [row]
+        atomic_write_json(result, out)
+        atomic_write_text(table(result["runs"]) + "\n", out.with_suffix(".md"))
+        print(table([row]).splitlines()[-1], flush=True)
+
+    if args.evaluate:
+        for path in args.evaluate.split(","):
+            cset = load_condensed(path)
+            record(cset, cset.method, int(cset.config["ipc"]), source=path)
+        print(table(result["runs"]))
+        return 0
     for ipc in [int(x) for x in args.ipc.split(",")]:
         for method in methods:
             settings = dict(overrides.get(method, {}))
@@ -106,17 +133,7 @@ def main(argv=None) -> int:
                 label = f"-{args.label}" if args.label else ""
                 cset.save(Path(args.save_dir) / "".join(ch if ch.isalnum() or ch in "-_." else "_"
                                                         for ch in f"{args.preset}-{method}{label}-ipc{ipc}.pt"))
-            evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed,
-                                            device=device)
-            row = {"method": method + (f" ({args.label})" if args.label else ""), "ipc": ipc, "images": len(cset), "settings": cset.config,
-                   "device": str(device), "condense_seconds": cset.timings["condense_seconds"], "evaluation": evaluation}
-            if method in ITERATIVE:
-                row["iterations"] = len(cset.state.get("loss_history", []))
-                row["seconds_per_iteration"] = row["condense_seconds"] / max(row["iterations"], 1)
-            result["runs"] = [r for r in result["runs"] if (r["method"], r["ipc"]) != (row["method"], ipc)] + [row]
-            atomic_write_json(result, out)
-            atomic_write_text(table(result["runs"]) + "\n", out.with_suffix(".md"))
-            print(table([row]).splitlines()[-1], flush=True)
+            record(cset, method, ipc)
     print(table(result["runs"]))
     return 0
 

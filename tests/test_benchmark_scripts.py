@@ -200,6 +200,14 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     assert "dm (batch_real 8)" in out.with_suffix(".md").read_text()
     saved = CondensedSet.load(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt")   # kept to evaluate again
     assert saved.method == "dm" and saved.config["batch_real"] == 8 and len(saved) == rows["dm (batch_real 8)"]["images"]
+    script([sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--eval-runs", "1",
+            "--protocol", "dc-cpu-w64", "--label", "batch_real 8", "--evaluate",
+            str(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt"), "--out", str(out), "--quiet"], cwd=tmp_path)
+    runs = json.loads(out.read_text())["runs"]
+    both = {r["evaluation"]["protocol"]: r for r in runs if r["method"] == "dm (batch_real 8)"}
+    assert len(runs) == 4 and set(both) == {"dc-cpu", "dc-cpu-w64"}   # a new protocol adds a row, replaces none
+    assert both["dc-cpu-w64"]["condense_seconds"] == both["dc-cpu"]["condense_seconds"]
+    assert both["dc-cpu-w64"]["condensed"].endswith("smoke-dm-batch_real_8-ipc2.pt")
 
 
 def test_attack_benchmark_scores_every_model_with_every_attack(tmp_path):

@@ -5,7 +5,8 @@ import torch
 
 import condense
 from condense.dsa import DSA
-from condense.protocol import evaluate_condensed
+from condense.protocol import PROTOCOLS, cutmix, evaluate_condensed
+from dcu.train import TrainConfig, make_schedule
 
 # fresh ConvNet-32s, 100 epochs of the DC protocol's optimiser: seconds on digits (ConvNets on 8 px digits are
 # 2 blocks deep: `fit_depth` drops the block that would pool to 1x1, where instance norm outputs a constant)
@@ -47,8 +48,39 @@ def test_evaluation_protocol_is_named_and_repeatable(digits):
     b = evaluate_condensed(cset, digits, runs=2, protocol=PROTOCOL)
     assert a["protocol"] == "custom" and a["accuracies"] == b["accuracies"] and a["runs"] == 2
     assert 0.1 < a["mean"] < 1.0 and a["std"] >= 0
-    with pytest.raises(ValueError, match="Valid values are: dc-300ep, dc-1000ep, dc-cpu"):
+    with pytest.raises(ValueError, match="Valid values are: dc-300ep, dc-1000ep, dc-cpu, dc-cpu-w64, ncfm-4000ep"):
         evaluate_condensed(cset, digits, protocol="dc-3ep")
+
+
+def test_cutmix_pastes_one_box_from_the_shuffled_batch_and_weighs_by_area():
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 3, 32, 32).contiguous()
+    for seed in range(20):
+        mixed, shuffle, own = cutmix(x, torch.Generator().manual_seed(seed))
+        assert sorted(shuffle.tolist()) == [0, 1, 2, 3]
+        for i in range(4):
+            if shuffle[i] != i:   # each pixel is the image's own or its partner's, in the stated shares
+                assert (mixed[i] == x[i]).float().mean().item() == pytest.approx(own)
+                assert (mixed[i] == x[shuffle[i]]).float().mean().item() == pytest.approx(1 - own)
+    assert 0.0 <= own <= 1.0
+
+
+def test_fifths_schedule_halves_the_rate_after_each_fifth():
+    opt = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    sched = make_schedule(opt, TrainConfig(optimizer="adamw", schedule="fifths"), total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[0] == rates[19] == 1e-3 and rates[20] == 5e-4 and rates[99] == pytest.approx(1e-3 / 16)
+
+
+def test_ncfm_protocol_trains_with_dsa_and_cutmix_on_every_set(digits):
+    cset = condense.get_condenser("random", ipc=5).condense(digits)
+    spec = {**PROTOCOLS["ncfm-1000ep"], "epochs": 60, "batch_size": 25, "model_args": {"width": 32}}
+    out = evaluate_condensed(cset, digits, runs=1, protocol=spec)
+    assert out["dsa_augment"] is True and out["cutmix"] == 0.5   # a random coreset was not made with DSA
+    assert out["mean"] > 0.5
 
 
 def test_dsa_applies_one_transformation_to_real_and_synthetic_batches():
