@@ -5,7 +5,7 @@ fresh ConvNets trained on the condensed set alone (a named protocol, mean ± std
 
 Methods that iterate (dc, dsa, dm) stop at ``--budget-minutes`` of condensation; the iterations reached are
 recorded. ``--evaluate FILE,...`` scores saved sets (``--save-dir``) under ``--protocol`` instead of condensing
-again; a row is kept per method, IPC and protocol. The cap is checked between iterations, so an iteration begun inside it runs to its end (at IPC 50 one
+again; a row is kept per method, IPC, protocol and DSA at evaluation (``--dsa``). The cap is checked between iterations, so an iteration begun inside it runs to its end (at IPC 50 one
 ``dc``/``dsa`` iteration is 50 outer steps, about 17 CPU-minutes here, and the second overruns the cap). Methods that need a trained model (herding, kcenter, fdm, mi) use the preset's original (seed 0),
 cached in ``--work-dir``. Writes ``benchmarks/results/condense-<preset>.json`` after every finished part.
 Anchor numbers (GPU, full protocol, ConvNet-128, IPC 10): random 26.0, DC 44.9, DSA 52.1, DM 48.9; DM 63.0 at
@@ -44,7 +44,7 @@ def table(rows) -> str:
         anchor = ANCHORS.get(r["ipc"], {}).get(r["method"].split(" ")[0])
         lines.append(f"| {r['method']} | {r['ipc']} | {r['images']} | {r['condense_seconds']:.0f} | "
                      f"{r.get('iterations', '')} | {100 * ev['mean']:.2f} ± {100 * ev['std']:.2f} "
-                     f"({ev['protocol']}, {ev['runs']}) | {anchor if anchor is not None else ''} |")
+                     f"({ev['protocol']}{', DSA' if ev.get('dsa_augment') else ''}, {ev['runs']}) | {anchor if anchor is not None else ''} |")
     return "\n".join(lines)
 
 
@@ -68,6 +68,8 @@ def main(argv=None) -> int:
                                                    "beside the default ones")
     parser.add_argument("--save-dir", default=None, help="also save each condensed set here (to evaluate it again "
                                                          "under another protocol)")
+    parser.add_argument("--dsa", choices=("auto", "on", "off"), default="auto",
+                        help="DSA at evaluation: auto follows the protocol and the set's config")
     parser.add_argument("--evaluate", default=None, metavar="FILE[,FILE]",
                         help="score these saved sets under --protocol instead of condensing (rows keep their method)")
     parser.add_argument("--out", default=None)
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
             result["runs"] = earlier.get("runs", [])
     def record(cset, method: str, ipc: int, source=None) -> None:
         evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed,
-                                        device=device)
+                                        dsa={"auto": None, "on": True, "off": False}[args.dsa], device=device)
         row = {"method": method + (f" ({args.label})" if args.label else ""), "ipc": ipc, "images": len(cset),
                "settings": cset.config, "device": str(device), "condense_seconds": cset.timings["condense_seconds"],
                "evaluation": evaluation}
@@ -108,9 +110,10 @@ def main(argv=None) -> int:
         if method in ITERATIVE:
             row["iterations"] = len(cset.state.get("loss_history", []))
             row["seconds_per_iteration"] = row["condense_seconds"] / max(row["iterations"], 1)
-        key = (row["method"], ipc, evaluation["protocol"])
-        result["runs"] = [r for r in result["runs"]
-                          if (r["method"], r["ipc"], r["evaluation"]["protocol"]) != key] + [row]
+        def key(r):
+            return r["method"], r["ipc"], r["evaluation"]["protocol"], r["evaluation"].get("dsa_augment")
+
+        result["runs"] = [r for r in result["runs"] if key(r) != key(row)] + [row]
         atomic_write_json(result, out)
         atomic_write_text(table(result["runs"]) + "\n", out.with_suffix(".md"))
         print(table([row]).splitlines()[-1], flush=True)

@@ -69,6 +69,7 @@ class NCFMConfig(MatchingConfig):
     factor: int = 2                 # multi-formation: factor x factor images per stored image (reference)
     num_models: int = 2             # pre-trained pool (reference 20)
     pretrain_epochs: int = 2        # epochs each pool network trains (reference 60)
+    dsa: bool = True                # match under DSA (the reference); evaluation protocols read it too
     dsa_strategy: str = "color_crop_cutout"   # the reference's matching augmentation
     plateau_patience: int = 500     # lr x0.5 after this many iterations without a lower loss (reference)
     buckets: bool = False           # refreshable: each stored image matches one K-means bucket of its class
@@ -204,7 +205,7 @@ class NCFM(Condenser):
             real_group = torch.cat([torch.full((len(p),), i) for i, p in enumerate(picks)]).to(device, non_blocking=True)
             syn = (decode(pixels, cfg.factor) - mean_t) / std_t
             calib = syn
-            for family in augment.families:   # colour, crop and cutout in turn, one draw per class, as the reference
+            for family in augment.families if cfg.dsa else ():   # colour, crop, cutout in turn, one draw per class
                 drawn = {k: (v if k == "family" else v.to(device, non_blocking=True))
                          for k, v in augment.sample(gen, groups, family=family).items()}
                 real, syn = augment(real, augment.take(drawn, real_group)), augment(syn, augment.take(drawn, syn_group))

@@ -201,12 +201,13 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     saved = CondensedSet.load(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt")   # kept to evaluate again
     assert saved.method == "dm" and saved.config["batch_real"] == 8 and len(saved) == rows["dm (batch_real 8)"]["images"]
     script([sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--eval-runs", "1",
-            "--protocol", "dc-cpu-w64", "--label", "batch_real 8", "--evaluate",
+            "--protocol", "dc-cpu-w64", "--dsa", "off", "--label", "batch_real 8", "--evaluate",
             str(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt"), "--out", str(out), "--quiet"], cwd=tmp_path)
     runs = json.loads(out.read_text())["runs"]
     both = {r["evaluation"]["protocol"]: r for r in runs if r["method"] == "dm (batch_real 8)"}
     assert len(runs) == 4 and set(both) == {"dc-cpu", "dc-cpu-w64"}   # a new protocol adds a row, replaces none
     assert both["dc-cpu-w64"]["condense_seconds"] == both["dc-cpu"]["condense_seconds"]
+    assert both["dc-cpu"]["evaluation"]["dsa_augment"] and not both["dc-cpu-w64"]["evaluation"]["dsa_augment"]
     assert both["dc-cpu-w64"]["condensed"].endswith("smoke-dm-batch_real_8-ipc2.pt")
 
 

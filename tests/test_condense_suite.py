@@ -83,6 +83,16 @@ def test_ncfm_protocol_trains_with_dsa_and_cutmix_on_every_set(digits):
     assert out["mean"] > 0.5
 
 
+def test_ncfm_matches_under_dsa_only_when_set_and_its_sets_are_scored_with_it(digits, mlp):
+    settings = dict(METHODS["ncfm"], iterations=3, pretrain_epochs=1)
+    with_dsa = condense.get_condenser("ncfm", ipc=2, **settings).condense(digits, mlp, "hash")
+    without = condense.get_condenser("ncfm", ipc=2, dsa=False, **settings).condense(digits, mlp, "hash")
+    assert with_dsa.config["dsa"] and not torch.equal(with_dsa.images, without.images)
+    spec = {**PROTOCOL, "epochs": 2}
+    assert evaluate_condensed(with_dsa, digits, runs=1, protocol=spec)["dsa_augment"] is True
+    assert evaluate_condensed(without, digits, runs=1, protocol=spec)["dsa_augment"] is False
+
+
 def test_dsa_applies_one_transformation_to_real_and_synthetic_batches():
     dsa = DSA()
     real, syn = torch.randn(6, 3, 16, 16), torch.randn(4, 3, 16, 16, requires_grad=True)
