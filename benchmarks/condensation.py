@@ -58,7 +58,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ipc", default="1,10,50")
     parser.add_argument("--methods", default="random,herding,kcenter,dc,dsa,dm,fdm,mi")
     parser.add_argument("--budget-minutes", type=float, default=20.0, help="condensation time cap per run")
-    parser.add_argument("--eval-runs", type=int, default=3)
+    parser.add_argument("--eval-runs", type=int, default=3, help="0: condense and save (--save-dir) only; "
+                                                                    "score the set later with --evaluate")
     parser.add_argument("--protocol", default="dc-300ep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="where dc, dsa, dm and the evaluation run (cpu, cuda, auto)")
@@ -76,6 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true")
     add_threads_argument(parser)
     args = parser.parse_args(argv)
+    if args.eval_runs < 0 or (args.eval_runs == 0 and (args.evaluate or not args.save_dir)):
+        parser.error("--eval-runs must be at least 1, or 0 with --save-dir (condense and save only)")
     set_threads(args.threads)
     set_quiet(args.quiet)
 
@@ -136,7 +139,8 @@ def main(argv=None) -> int:
                 label = f"-{args.label}" if args.label else ""
                 cset.save(Path(args.save_dir) / "".join(ch if ch.isalnum() or ch in "-_." else "_"
                                                         for ch in f"{args.preset}-{method}{label}-ipc{ipc}.pt"))
-            record(cset, method, ipc)
+            if args.eval_runs > 0:
+                record(cset, method, ipc)
     print(table(result["runs"]))
     return 0
 

@@ -203,6 +203,9 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     script([sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--eval-runs", "1",
             "--protocol", "dc-cpu-w64", "--dsa", "off", "--label", "batch_real 8", "--evaluate",
             str(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt"), "--out", str(out), "--quiet"], cwd=tmp_path)
+    nothing = subprocess.run(base[:6] + ["--eval-runs", "0", "--methods", "random"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=600)
+    assert nothing.returncode != 0 and "0 with --save-dir" in nothing.stderr   # a set neither scored nor kept
     runs = json.loads(out.read_text())["runs"]
     both = {r["evaluation"]["protocol"]: r for r in runs if r["method"] == "dm (batch_real 8)"}
     assert len(runs) == 4 and set(both) == {"dc-cpu", "dc-cpu-w64"}   # a new protocol adds a row, replaces none

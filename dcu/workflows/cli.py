@@ -955,7 +955,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-runs", type=NON_NEGATIVE, default=0, metavar="N",
                    help="train N fresh networks on the condensed set and report test accuracy mean ± std")
     p.add_argument("--protocol", default="dc-300ep", help="evaluation protocol: dc-300ep (DC/DSA papers'), dc-1000ep (DM paper's), "
-                                                        "dc-cpu, dc-cpu-w64, ncfm-4000ep (NCFM's) or ncfm-1000ep")
+                                                        "dc-cpu, dc-cpu-w64, ncfm-4000ep / ncfm-2000ep (NCFM's at IPC 10 / 50), "
+                                                        "ncfm-1000ep or ncfm-250ep")
     p.add_argument("--checkpoint", default=None, help="progress checkpoint (default OUT with suffix .progress.pt)")
     p.add_argument("--checkpoint-every", type=POSITIVE, default=50, metavar="N", help="iterations between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the progress checkpoint")
