@@ -86,8 +86,8 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
     """Test accuracy (mean ± std over ``runs`` fresh networks) of networks trained on ``data`` alone.
 
     ``data`` is a ``CondensedSet`` or an ``ImageSet``; ``dsa=None`` uses DSA augmentation when the condensed
-    set was made with it (its config's ``dsa``) unless the protocol always uses it. ``protocol`` is a name of ``PROTOCOLS`` or a dict of the
-    same fields (reported as ``custom``). The networks train on ``device`` (the set moves there once).
+    set was made with it (its config's ``dsa``) unless the protocol always uses it. ``protocol`` is a name of
+    ``PROTOCOLS`` or a dict of the same fields (reported as ``custom``). The networks train on ``device`` (the set moves there once).
     """
     if isinstance(protocol, dict):
         spec, protocol = {**PROTOCOLS["dc-300ep"], **protocol}, "custom"
@@ -111,6 +111,7 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
                       weight_decay=spec["weight_decay"], schedule=spec["schedule"], augment=False,
                       amp=False)   # float32 on a GPU too, as the papers trained
     augment = DSA() if dsa else None
+    mix = spec.get("cutmix", 0.0)
     accs, start = [], time.perf_counter()
     for run in progress(range(runs), desc=f"evaluate ({protocol})", unit="net"):
         run_seed = derive(seed, "evaluation run", run)
@@ -125,7 +126,7 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
         def loss_fn(model, x, y, idx, generator=generator):
             if augment is not None:
                 x = augment.random(x, generator)
-            if float(torch.rand((), generator=generator)) < spec.get("cutmix", 0.0):
+            if mix > 0 and float(torch.rand((), generator=generator)) < mix:   # no draw otherwise: old runs replay
                 x, shuffle, own = cutmix(x, generator)
                 logits = model(x)
                 return own * F.cross_entropy(logits, y) + (1.0 - own) * F.cross_entropy(logits, y[shuffle])
@@ -134,7 +135,7 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
         with quiet():
             train(net, data, TrainConfig(**{**cfg.__dict__, "seed": run_seed}), loss_fn=loss_fn, desc="evaluate")
         accs.append(accuracy(net, test))
-    return {"protocol": protocol, "dsa_augment": dsa, "cutmix": spec.get("cutmix", 0.0), "runs": runs, "accuracies": accs,
+    return {"protocol": protocol, "dsa_augment": dsa, "cutmix": mix, "runs": runs, "accuracies": accs,
             "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if runs > 1 else 0.0,
             "images": len(data), "seconds": time.perf_counter() - start,
             "model": {"arch": spec["model"], **spec["model_args"]}}
