@@ -5,7 +5,8 @@ fresh ConvNets trained on the condensed set alone (a named protocol, mean ± std
 
 Methods that iterate (dc, dsa, dm) stop at ``--budget-minutes`` of condensation; the iterations reached are
 recorded. ``--evaluate FILE,...`` scores saved sets (``--save-dir``) under ``--protocol`` instead of condensing
-again; a row is kept per method, IPC, protocol and DSA at evaluation (``--dsa``). The cap is checked between iterations, so an iteration begun inside it runs to its end (at IPC 50 one
+again; a row is kept per method, IPC, protocol and DSA at evaluation (``--dsa``). The cap is checked between
+iterations, so an iteration begun inside it runs to its end (at IPC 50 one
 ``dc``/``dsa`` iteration is 50 outer steps, about 17 CPU-minutes here, and the second overruns the cap). Methods that need a trained model (herding, kcenter, fdm, mi) use the preset's original (seed 0),
 cached in ``--work-dir``. Writes ``benchmarks/results/condense-<preset>.json`` after every finished part.
 Anchor numbers (GPU, full protocol, ConvNet-128, IPC 10): random 26.0, DC 44.9, DSA 52.1, DM 48.9; DM 63.0 at
@@ -36,6 +37,11 @@ ANCHORS = {1: {"random": 14.4, "herding": 21.5, "kcenter": 21.5, "dc": 28.3, "ds
            50: {"random": 43.4, "herding": 40.4, "kcenter": 27.0, "dc": 53.9, "dsa": 60.6, "dm": 63.0}}
 
 
+def row_key(row) -> tuple:
+    """What makes two rows the same measurement: a later one replaces an earlier one."""
+    return row["method"], row["ipc"], row["evaluation"]["protocol"], row["evaluation"].get("dsa_augment")
+
+
 def table(rows) -> str:
     lines = ["| method | IPC | images | condense s | iterations | test acc % (protocol, runs) | anchor (GPU) |",
              "|---|---:|---:|---:|---:|---|---:|"]
@@ -44,7 +50,8 @@ def table(rows) -> str:
         anchor = ANCHORS.get(r["ipc"], {}).get(r["method"].split(" ")[0])
         lines.append(f"| {r['method']} | {r['ipc']} | {r['images']} | {r['condense_seconds']:.0f} | "
                      f"{r.get('iterations', '')} | {100 * ev['mean']:.2f} ± {100 * ev['std']:.2f} "
-                     f"({ev['protocol']}{', DSA' if ev.get('dsa_augment') else ''}, {ev['runs']}) | {anchor if anchor is not None else ''} |")
+                     f"({ev['protocol']}{', DSA' if ev.get('dsa_augment') else ''}, {ev['runs']}) | "
+                     f"{anchor if anchor is not None else ''} |")
     return "\n".join(lines)
 
 
@@ -102,6 +109,7 @@ def main(argv=None) -> int:
         earlier = json.loads(out.read_text())
         if earlier.get("preset") == args.preset:
             result["runs"] = earlier.get("runs", [])
+
     def record(cset, method: str, ipc: int, source=None) -> None:
         evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed,
                                         dsa={"auto": None, "on": True, "off": False}[args.dsa], device=device)
@@ -113,10 +121,7 @@ def main(argv=None) -> int:
         if method in ITERATIVE:
             row["iterations"] = len(cset.state.get("loss_history", []))
             row["seconds_per_iteration"] = row["condense_seconds"] / max(row["iterations"], 1)
-        def key(r):
-            return r["method"], r["ipc"], r["evaluation"]["protocol"], r["evaluation"].get("dsa_augment")
-
-        result["runs"] = [r for r in result["runs"] if key(r) != key(row)] + [row]
+        result["runs"] = [r for r in result["runs"] if row_key(r) != row_key(row)] + [row]
         atomic_write_json(result, out)
         atomic_write_text(table(result["runs"]) + "\n", out.with_suffix(".md"))
         print(table([row]).splitlines()[-1], flush=True)
