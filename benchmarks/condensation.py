@@ -5,7 +5,8 @@ fresh ConvNets trained on the condensed set alone (a named protocol, mean ± std
 
 Methods that iterate (dc, dsa, dm) stop at ``--budget-minutes`` of condensation; the iterations reached are
 recorded. ``--evaluate FILE,...`` scores saved sets (``--save-dir``) under ``--protocol`` instead of condensing
-again; a row is kept per method, IPC, protocol and DSA at evaluation (``--dsa``). The cap is checked between
+again; a row is kept per method, IPC, protocol, DSA at evaluation (``--dsa``) and the split scored
+(``--score-on val`` scores on the preset's held-out training images, to choose settings without the test set). The cap is checked between
 iterations, so an iteration begun inside it runs to its end (at IPC 50 one
 ``dc``/``dsa`` iteration is 50 outer steps, about 17 CPU-minutes here, and the second overruns the cap). Methods that need a trained model (herding, kcenter, fdm, mi) use the preset's original (seed 0),
 cached in ``--work-dir``. Writes ``benchmarks/results/condense-<preset>.json`` after every finished part.
@@ -39,18 +40,21 @@ ANCHORS = {1: {"random": 14.4, "herding": 21.5, "kcenter": 21.5, "dc": 28.3, "ds
 
 def row_key(row) -> tuple:
     """What makes two rows the same measurement: a later one replaces an earlier one."""
-    return row["method"], row["ipc"], row["evaluation"]["protocol"], row["evaluation"].get("dsa_augment")
+    ev = row["evaluation"]
+    return row["method"], row["ipc"], ev["protocol"], ev.get("dsa_augment"), ev.get("scored_on", "test")
 
 
 def table(rows) -> str:
-    lines = ["| method | IPC | images | condense s | iterations | test acc % (protocol, runs) | anchor (GPU) |",
+    lines = ["| method | IPC | images | condense s | iterations | accuracy % (protocol, runs; test unless said) "
+             "| anchor (GPU) |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         ev = r["evaluation"]
         anchor = ANCHORS.get(r["ipc"], {}).get(r["method"].split(" ")[0])
         lines.append(f"| {r['method']} | {r['ipc']} | {r['images']} | {r['condense_seconds']:.0f} | "
                      f"{r.get('iterations', '')} | {100 * ev['mean']:.2f} ± {100 * ev['std']:.2f} "
-                     f"({ev['protocol']}{', DSA' if ev.get('dsa_augment') else ''}, {ev['runs']}) | "
+                     f"({ev['protocol']}{', DSA' if ev.get('dsa_augment') else ''}, {ev['runs']}"
+                     f"{'; on val' if ev.get('scored_on') == 'val' else ''}) | "
                      f"{anchor if anchor is not None else ''} |")
     return "\n".join(lines)
 
@@ -80,6 +84,8 @@ def main(argv=None) -> int:
                         help="DSA at evaluation: auto follows the protocol and the set's config")
     parser.add_argument("--evaluate", default=None, metavar="FILE[,FILE]",
                         help="score these saved sets under --protocol instead of condensing (rows keep their method)")
+    parser.add_argument("--score-on", choices=("test", "val"), default="test",
+                        help="val: the accuracy on the preset's held-out training images (to choose settings by)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--quiet", action="store_true")
     add_threads_argument(parser)
@@ -94,6 +100,8 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     preset = get_preset(args.preset)
     splits = prepare_splits(preset, args.data_root)
+    if args.score_on == "val" and splits.val is None:
+        parser.error(f"--score-on val: preset '{args.preset}' holds no images out of training")
     methods = args.methods.split(",")
     model, meta = None, {}
     if not args.evaluate and set(methods) & {"herding", "kcenter", "fdm", "mi"}:
@@ -112,7 +120,9 @@ def main(argv=None) -> int:
 
     def record(cset, method: str, ipc: int, source=None) -> None:
         evaluation = evaluate_condensed(cset, splits, runs=args.eval_runs, protocol=args.protocol, seed=args.seed,
-                                        dsa={"auto": None, "on": True, "off": False}[args.dsa], device=device)
+                                        dsa={"auto": None, "on": True, "off": False}[args.dsa], device=device,
+                                        test=splits.val if args.score_on == "val" else None)
+        evaluation["scored_on"] = args.score_on
         row = {"method": method + (f" ({args.label})" if args.label else ""), "ipc": ipc, "images": len(cset),
                "settings": cset.config, "device": str(device), "condense_seconds": cset.timings["condense_seconds"],
                "evaluation": evaluation}

@@ -203,12 +203,20 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     script([sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--eval-runs", "1",
             "--protocol", "dc-cpu-w64", "--dsa", "off", "--label", "batch_real 8", "--evaluate",
             str(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt"), "--out", str(out), "--quiet"], cwd=tmp_path)
+    script([sys.executable, str(ROOT / "benchmarks" / "condensation.py"), "--preset", "smoke", "--eval-runs", "1",
+            "--protocol", "dc-cpu-w64", "--dsa", "off", "--label", "batch_real 8", "--score-on", "val", "--evaluate",
+            str(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt"), "--out", str(out), "--quiet"], cwd=tmp_path)
     nothing = subprocess.run(base[:6] + ["--eval-runs", "0", "--methods", "random"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=600)
     assert nothing.returncode != 0 and "0 with --save-dir" in nothing.stderr   # a set neither scored nor kept
     runs = json.loads(out.read_text())["runs"]
-    both = {r["evaluation"]["protocol"]: r for r in runs if r["method"] == "dm (batch_real 8)"}
-    assert len(runs) == 4 and set(both) == {"dc-cpu", "dc-cpu-w64"}   # a new protocol adds a row, replaces none
+    both = {r["evaluation"]["protocol"]: r for r in runs if r["method"] == "dm (batch_real 8)"
+            and r["evaluation"]["scored_on"] == "test"}
+    assert len(runs) == 5 and set(both) == {"dc-cpu", "dc-cpu-w64"}   # a new protocol adds a row, replaces none
+    on_val = [r for r in runs if r["evaluation"]["scored_on"] == "val"]   # and so does a new split scored
+    assert len(on_val) == 1 and on_val[0]["evaluation"]["protocol"] == "dc-cpu-w64"
+    assert on_val[0]["evaluation"]["accuracies"] != both["dc-cpu-w64"]["evaluation"]["accuracies"]
+    assert "on val" in out.with_suffix(".md").read_text()
     assert both["dc-cpu-w64"]["condense_seconds"] == both["dc-cpu"]["condense_seconds"]
     assert both["dc-cpu"]["evaluation"]["dsa_augment"] and not both["dc-cpu-w64"]["evaluation"]["dsa_augment"]
     assert both["dc-cpu-w64"]["condensed"].endswith("smoke-dm-batch_real_8-ipc2.pt")
