@@ -6,10 +6,11 @@ fresh ConvNets trained on the condensed set alone (a named protocol, mean ± std
 Methods that iterate (dc, dsa, dm) stop at ``--budget-minutes`` of condensation; the iterations reached are
 recorded. ``--evaluate FILE,...`` scores saved sets (``--save-dir``) under ``--protocol`` instead of condensing
 again; a row is kept per method, IPC, protocol, DSA at evaluation (``--dsa``) and the split scored
-(``--score-on val`` scores on the preset's held-out training images, to choose settings without the test set). The cap is checked between
-iterations, so an iteration begun inside it runs to its end (at IPC 50 one
-``dc``/``dsa`` iteration is 50 outer steps, about 17 CPU-minutes here, and the second overruns the cap). Methods that need a trained model (herding, kcenter, fdm, mi) use the preset's original (seed 0),
-cached in ``--work-dir``. Writes ``benchmarks/results/condense-<preset>.json`` after every finished part.
+(``--score-on val`` scores on the preset's held-out training images, to choose settings without the test
+set). The cap is checked between iterations, so an iteration begun inside it runs to its end (at IPC 50 one
+``dc``/``dsa`` iteration is 50 outer steps, about 17 CPU-minutes here, and the second overruns the cap).
+Methods that need a trained model (herding, kcenter, fdm, mi) use the preset's original (seed 0), cached in
+``--work-dir``. Writes ``benchmarks/results/condense-<preset>.json`` after every finished part.
 Anchor numbers (GPU, full protocol, ConvNet-128, IPC 10): random 26.0, DC 44.9, DSA 52.1, DM 48.9; DM 63.0 at
 IPC 50 (Zhao & Bilen, WACV 2023, Table 1).
 """
