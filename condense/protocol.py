@@ -87,7 +87,9 @@ def evaluate_condensed(data, splits: DatasetSplits, *, runs: int = 5, protocol: 
 
     ``data`` is a ``CondensedSet`` or an ``ImageSet``; ``dsa=None`` uses DSA augmentation when the condensed
     set was made with it (its config's ``dsa``) unless the protocol always uses it. ``protocol`` is a name of
-    ``PROTOCOLS`` or a dict of the same fields (reported as ``custom``). The networks train on ``device`` (the set moves there once).
+    ``PROTOCOLS`` or a dict of the same fields (reported as ``custom``). ``test`` is the split scored (default
+    ``splits.test``; held-out training images to choose settings by). The networks train on ``device`` (the
+    set moves there once).
     """
     if isinstance(protocol, dict):
         spec, protocol = {**PROTOCOLS["dc-300ep"], **protocol}, "custom"
