@@ -20,8 +20,11 @@ images only).
 Where this differs from the reference, and why:
 - the released CIFAR-10 configuration runs without the sampling network (``sampling_net: False``), so the
   frequencies are plain Gaussian draws here too; the minmax sampler of the paper is not implemented;
-- one draw of frequencies per iteration serves every class, and the classes' losses are summed into one AdamW
-  step per iteration (the reference steps once per class, with a fresh draw each);
+- one draw of frequencies per iteration serves every class; by default the classes' losses are summed into one
+  AdamW step per iteration. The reference steps once per class for matching, then once per class for calibration
+  (2 x classes steps per iteration, each moving every image through Adam's momentum); ``class_steps=True`` takes
+  those steps too, each with its class's gradient from the one shared pass (so a class's gradient is read before
+  the earlier classes' steps, not after them, and calibration before matching's steps);
 - the pool is small and short-trained to fit a CPU (``num_models``, ``pretrain_epochs``; reference: 20 models,
   60 epochs) and the real batch is 256 per class (reference 1,024);
 - a refresh re-matches the buckets a request touches to their remaining members, from a new initialisation
@@ -75,6 +78,8 @@ class NCFMConfig(MatchingConfig):
     buckets: bool = False           # refreshable: each stored image matches one K-means bucket of its class
     refresh_iterations: Optional[int] = None   # iterations of a refresh (default: ``iterations``)
     kmeans_init: int = 3            # K-means restarts (buckets only)
+    class_steps: bool = False       # the reference's AdamW steps: one per class for matching, one per class for
+                                    # calibration, every iteration (default: one summed step)
 
 
 def cf_loss(real: torch.Tensor, syn: torch.Tensor, real_group: torch.Tensor, syn_group: torch.Tensor,
@@ -216,15 +221,18 @@ class NCFM(Condenser):
                 feat_real = torch.cat([net.forward_features(part) for part in real.split(chunk or len(real))])
             feat_syn = torch.cat([net.forward_features(part) for part in syn.split(chunk or len(syn))])
             t = torch.randn(cfg.num_freqs, feat_syn.shape[1], generator=gen).to(device, non_blocking=True)
-            loss = 300 * cf_loss(F.normalize(feat_real, dim=1), F.normalize(feat_syn, dim=1), real_group, syn_group,
-                                 groups, t, cfg.alpha, cfg.beta) * len(stored) / (cfg.ipc * groups)
+            losses = [300 * cf_loss(F.normalize(feat_real, dim=1), F.normalize(feat_syn, dim=1), real_group,
+                                    syn_group, groups, t, cfg.alpha, cfg.beta) * len(stored) / (cfg.ipc * groups)]
             if cfg.calib_weight > 0:
                 logits = torch.cat([final(part) for part in calib.split(chunk or len(calib))])
-                loss = loss + cfg.calib_weight * len(stored) / cfg.ipc * F.cross_entropy(logits, syn_labels)
+                losses.append(cfg.calib_weight * len(stored) / cfg.ipc * F.cross_entropy(logits, syn_labels))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach()) * cfg.ipc / len(stored)   # per class
+            if cfg.class_steps:
+                self._class_steps(pixels, optimizer, losses, stored_labels)
+            else:
+                sum(losses).backward()
+                optimizer.step()
+            value = float(sum(losses).detach()) * cfg.ipc / len(stored)   # per class
             plateau.step(value)
             self.history.append(value)
             if self.progress_path is not None and ((iteration + 1) % self.progress_every == 0 or iteration + 1 == total):
@@ -233,6 +241,18 @@ class NCFM(Condenser):
         with torch.no_grad():
             pixels.clamp_(0, 1)
             return ((pixels - mean_t) / std_t).cpu()
+
+    @staticmethod
+    def _class_steps(pixels: torch.Tensor, optimizer: torch.optim.Optimizer, losses: List[torch.Tensor],
+                     stored_labels: torch.Tensor) -> None:
+        """The reference's steps: for each loss in turn (matching, then calibration), one step per class with that
+        class's rows of the loss's gradient and zeros elsewhere."""
+        grads = [torch.autograd.grad(loss, pixels, retain_graph=i + 1 < len(losses))[0] for i, loss in enumerate(losses)]
+        rows = stored_labels.to(pixels.device).view(-1, 1, 1, 1)
+        for grad in grads:
+            for label in torch.unique(stored_labels).tolist():
+                pixels.grad = torch.where(rows == label, grad, torch.zeros((), device=grad.device))
+                optimizer.step()
 
     def _decoded(self, stored: torch.Tensor, mean, std) -> torch.Tensor:
         mean_t, std_t = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)

@@ -162,6 +162,28 @@ def test_ncfm_set_trains_on_factor_squared_images_per_stored_one(digits):
     assert torch.equal(changed, cset.labels == 3)   # only the touched class is re-made
 
 
+def test_ncfm_class_steps_step_once_per_class_and_loss_with_that_class_rows():
+    """The reference's stepping: matching's gradient class by class, then calibration's, each step seeing only
+    its class's rows; with plain SGD the steps add up to one step on the summed gradient."""
+    from condense.ncfm import NCFM
+
+    labels = torch.tensor([0, 0, 1, 2, 2])
+    start = torch.randn(5, 1, 2, 2)
+    pixels = start.clone().requires_grad_(True)
+    weights = torch.randn(5, 1, 2, 2)
+    losses = [(weights * pixels).sum(), (pixels**2).sum()]
+    seen = []
+
+    class Spy(torch.optim.SGD):
+        def step(self, closure=None):
+            seen.append((pixels.grad != 0).flatten(1).any(1).nonzero().flatten().tolist())
+            return super().step(closure)
+
+    NCFM._class_steps(pixels, Spy([pixels], lr=0.1), losses, labels)
+    assert seen == [[0, 1], [2], [3, 4]] * 2
+    assert torch.allclose(pixels.detach(), start - 0.1 * (weights + 2 * start), atol=1e-6)
+
+
 def test_bucketed_ncfm_refresh_re_makes_only_the_touched_buckets(digits):
     cset = condense.get_condenser("ncfm", ipc=3, iterations=6, net_width=16, batch_real=48, num_freqs=64,
                                   num_models=1, pretrain_epochs=1, buckets=True).condense(digits)
