@@ -27,7 +27,7 @@ from dcu.device import add_threads_argument, resolve_device, set_threads
 from dcu.io import atomic_write_json, atomic_write_text
 from dcu.presets import get_preset, method_settings
 from dcu.progress import set_quiet
-from dcu.workflows.evaluate import provenance
+from dcu.workflows.evaluate import machine, provenance
 from dcu.workflows.pipeline import prepare_splits, train_original
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
         evaluation["scored_on"] = args.score_on
         row = {"method": method + (f" ({args.label})" if args.label else ""), "ipc": ipc, "images": len(cset),
                "settings": cset.config, "device": str(device), "condense_seconds": cset.timings["condense_seconds"],
-               "evaluation": evaluation}
+               "evaluation": evaluation, "machine": machine()}   # a file's rows may come from several machines
         if source is not None:
             row["condensed"] = str(source)
         if method in ITERATIVE:

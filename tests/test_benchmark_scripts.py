@@ -197,6 +197,7 @@ def test_condense_benchmark_writes_rows_and_labelled_variants(tmp_path):
     for row in rows.values():
         assert row["evaluation"]["protocol"] == "dc-cpu" and row["evaluation"]["runs"] == 2
         assert 0.1 < row["evaluation"]["mean"] <= 1.0
+        assert row["machine"]["cores"] >= 1   # each row names its machine: a file gathers runs of several
     assert "dm (batch_real 8)" in out.with_suffix(".md").read_text()
     saved = CondensedSet.load(tmp_path / "sets" / "smoke-dm-batch_real_8-ipc2.pt")   # kept to evaluate again
     assert saved.method == "dm" and saved.config["batch_real"] == 8 and len(saved) == rows["dm (batch_real 8)"]["images"]
