@@ -227,13 +227,14 @@ class NCFM(Condenser):
             if cfg.calib_weight > 0:
                 logits = torch.cat([final(part) for part in calib.split(chunk or len(calib))])
                 losses.append(cfg.calib_weight * len(stored) / cfg.ipc * F.cross_entropy(logits, syn_labels))
+            total_loss = sum(losses)
             optimizer.zero_grad(set_to_none=True)
             if cfg.class_steps:
                 self._class_steps(pixels, optimizer, losses, stored_labels)
             else:
-                sum(losses).backward()
+                total_loss.backward()
                 optimizer.step()
-            value = float(sum(losses).detach()) * cfg.ipc / len(stored)   # per class
+            value = float(total_loss.detach()) * cfg.ipc / len(stored)   # per class
             plateau.step(value)
             self.history.append(value)
             if self.progress_path is not None and ((iteration + 1) % self.progress_every == 0 or iteration + 1 == total):
@@ -252,7 +253,7 @@ class NCFM(Condenser):
         rows = stored_labels.to(pixels.device).view(-1, 1, 1, 1)
         for grad in grads:
             for label in torch.unique(stored_labels).tolist():
-                pixels.grad = torch.where(rows == label, grad, torch.zeros((), device=grad.device))
+                pixels.grad = torch.where(rows == label, grad, grad.new_zeros(()))
                 optimizer.step()
 
     def _decoded(self, stored: torch.Tensor, mean, std) -> torch.Tensor:
